@@ -267,17 +267,25 @@ pub fn frame_len(prefix: [u8; LENGTH_PREFIX_LEN]) -> Result<usize, HandshakeErro
 /// [`HandshakeError::Truncated`] and [`HandshakeError::BadMagic`].
 pub fn parse_frame(body: &[u8]) -> Result<Frame<'_>, HandshakeError> {
     let Some((header, payload)) = body.split_at_checked(HEADER_LEN) else {
-        return Err(HandshakeError::Truncated { needed: HEADER_LEN, available: body.len() });
+        return Err(HandshakeError::Truncated {
+            needed: HEADER_LEN,
+            available: body.len(),
+        });
     };
     let (magic, version) = header.split_at(MAGIC.len());
     if magic != MAGIC {
-        return Err(HandshakeError::BadMagic { found: magic.to_vec() });
+        return Err(HandshakeError::BadMagic {
+            found: magic.to_vec(),
+        });
     }
     let version = Version {
         major: u16::from_be_bytes([version[0], version[1]]),
         minor: u16::from_be_bytes([version[2], version[3]]),
     };
-    Ok(Frame { version, body: payload })
+    Ok(Frame {
+        version,
+        body: payload,
+    })
 }
 
 /// Decodes a bincode payload, rejecting trailing bytes.
@@ -309,7 +317,10 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, HandshakeError> {
     };
     let len = frame_len(*prefix)?;
     if rest.len() < len {
-        return Err(HandshakeError::Truncated { needed: len, available: rest.len() });
+        return Err(HandshakeError::Truncated {
+            needed: len,
+            available: rest.len(),
+        });
     }
     if rest.len() > len {
         return Err(HandshakeError::TrailingBytes(rest.len() - len));
@@ -365,7 +376,10 @@ mod codec {
                         Some(prefix) => LENGTH_PREFIX_LEN + frame_len(*prefix)?,
                         None => LENGTH_PREFIX_LEN,
                     };
-                    Err(HandshakeError::Truncated { needed, available: src.len() })
+                    Err(HandshakeError::Truncated {
+                        needed,
+                        available: src.len(),
+                    })
                 }
             }
         }
@@ -430,8 +444,14 @@ mod tests {
     #[test]
     fn decode_should_refuse_oversized_length_before_reading_body() {
         let err = decode::<Hello>(&[0, 1, 0, 1]).unwrap_err();
-        assert!(matches!(err, HandshakeError::FrameTooLarge { len: 65537 }), "{err}");
-        assert_eq!(err.to_string(), "handshake frame of 65537 bytes exceeds the limit of 65536 bytes");
+        assert!(
+            matches!(err, HandshakeError::FrameTooLarge { len: 65537 }),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "handshake frame of 65537 bytes exceeds the limit of 65536 bytes"
+        );
     }
 
     #[test]
@@ -439,7 +459,10 @@ mod tests {
         let bytes = encode(&hello()).unwrap();
         for cut in [0, 3, 4, 10, bytes.len() - 1] {
             let err = decode::<Hello>(&bytes[..cut]).unwrap_err();
-            assert!(matches!(err, HandshakeError::Truncated { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, HandshakeError::Truncated { .. }),
+                "cut {cut}: {err}"
+            );
         }
     }
 
@@ -468,13 +491,19 @@ mod tests {
     fn decode_should_refuse_garbage_payload_and_trailing_bytes() {
         let mut bytes = encode(&hello()).unwrap();
         bytes.push(0);
-        assert!(matches!(decode::<Hello>(&bytes), Err(HandshakeError::TrailingBytes(1))));
+        assert!(matches!(
+            decode::<Hello>(&bytes),
+            Err(HandshakeError::TrailingBytes(1))
+        ));
 
         let mut frame = vec![0, 0, 0, 17];
         frame.extend_from_slice(&MAGIC);
         frame.extend_from_slice(&[0, 1, 0, 0]);
         frame.extend_from_slice(&[200, 255, 255, 255, 255]);
-        assert!(matches!(decode::<Hello>(&frame), Err(HandshakeError::Malformed(_))));
+        assert!(matches!(
+            decode::<Hello>(&frame),
+            Err(HandshakeError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -499,10 +528,16 @@ mod tests {
         assert_eq!(decode_body::<Hello>(frame.body).unwrap(), hello());
 
         let mut huge = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
-        assert!(matches!(codec.decode(&mut huge), Err(HandshakeError::FrameTooLarge { .. })));
+        assert!(matches!(
+            codec.decode(&mut huge),
+            Err(HandshakeError::FrameTooLarge { .. })
+        ));
         assert!(huge.capacity() < 1024);
 
         let mut partial = BytesMut::from(&bytes[..7]);
-        assert!(matches!(codec.decode_eof(&mut partial), Err(HandshakeError::Truncated { .. })));
+        assert!(matches!(
+            codec.decode_eof(&mut partial),
+            Err(HandshakeError::Truncated { .. })
+        ));
     }
 }
