@@ -1,0 +1,2 @@
+//! End-to-end tests: real sshd, real binaries. One test binary (see Cargo.toml).
+mod foundation;

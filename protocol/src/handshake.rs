@@ -278,9 +278,15 @@ pub fn parse_frame(body: &[u8]) -> Result<Frame<'_>, HandshakeError> {
             found: magic.to_vec(),
         });
     }
+    let (Some(major), Some(minor)) = (version.first_chunk::<2>(), version.last_chunk::<2>()) else {
+        return Err(HandshakeError::Truncated {
+            needed: HEADER_LEN,
+            available: body.len(),
+        });
+    };
     let version = Version {
-        major: u16::from_be_bytes([version[0], version[1]]),
-        minor: u16::from_be_bytes([version[2], version[3]]),
+        major: u16::from_be_bytes(*major),
+        minor: u16::from_be_bytes(*minor),
     };
     Ok(Frame {
         version,

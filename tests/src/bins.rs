@@ -1,0 +1,66 @@
+//! Finding the binaries under test and running them against a harness sshd.
+//!
+//! Cargo only builds a package's own binaries for its integration tests, so the test command
+//! builds the workspace first (`cargo build --release`); these helpers then pick the newest of
+//! `target/release` and `target/debug`, or `OPENCODE_REMOTE_BIN` when set.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::sshd::Sshd;
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn newest(name: &str) -> PathBuf {
+    let candidates: Vec<PathBuf> = ["release", "debug"]
+        .iter()
+        .map(|profile| target_dir().join(profile).join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    candidates
+        .into_iter()
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| {
+            panic!("{name} is not built: run `cargo build --release` (or scripts/test.sh) first")
+        })
+}
+
+/// The `opencode-remote` binary.
+pub fn local_bin() -> PathBuf {
+    std::env::var_os("OPENCODE_REMOTE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| newest("opencode-remote"))
+}
+
+/// The static stub the local binary embeds (built by its build script).
+pub fn static_stub() -> PathBuf {
+    let path =
+        target_dir().join("stub-build/x86_64-unknown-linux-gnu/release/opencode-remote-stub");
+    assert!(
+        path.is_file(),
+        "{} is missing: build opencode-remote first",
+        path.display()
+    );
+    path
+}
+
+/// `opencode-remote` with `HOME` set to the harness's local home and no agent.
+pub fn local(sshd: &Sshd) -> Command {
+    let mut command = Command::new(local_bin());
+    command
+        .env("HOME", sshd.local_home())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("OPENCODE_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("OPENCODE_REMOTE_LOG", "info");
+    command
+}
+
+/// The ssh-style destination of a harness sshd.
+pub fn destination(sshd: &Sshd) -> String {
+    format!("{}@127.0.0.1:{}", sshd.user(), sshd.port())
+}
