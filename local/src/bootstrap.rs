@@ -175,6 +175,8 @@ pub enum Installed {
     Fresh,
     /// Replaced another build (its stamp).
     Upgraded(String),
+    /// Replaced the same build (forced).
+    Reinstalled,
 }
 
 /// Installs `stub` under `root` unless the stamp already matches. `progress` is called with
@@ -188,6 +190,7 @@ pub async fn install(
     root: &str,
     probe: &Probe,
     stub: &Stub,
+    force: bool,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Installed, BootstrapError> {
     if probe.os != "Linux" {
@@ -196,7 +199,7 @@ pub async fn install(
             arch: probe.arch.clone(),
         });
     }
-    if probe.installed == stub.identity {
+    if probe.installed == stub.identity && !force {
         return Ok(Installed::AlreadyCurrent);
     }
     let crc = stubs::cksum(&stub.bytes);
@@ -236,6 +239,8 @@ pub async fn install(
     }
     Ok(if probe.installed.is_empty() {
         Installed::Fresh
+    } else if probe.installed == stub.identity {
+        Installed::Reinstalled
     } else {
         Installed::Upgraded(probe.installed.clone())
     })

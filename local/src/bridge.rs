@@ -320,9 +320,13 @@ impl Bridge {
     }
 
     fn host_allowed(&self, headers: &HeaderMap) -> bool {
-        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-            // HTTP/1.0 clients may omit Host; the secret still guards.
-            return true;
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            // No Host (HTTP/1.0; the secret still guards) is fine, several are not.
+            return headers.get(header::HOST).is_none();
+        };
+        let Ok(host) = host.to_str() else {
+            return false;
         };
         let port = self.inner.port.to_string();
         let (name, host_port) = match host.rsplit_once(':') {

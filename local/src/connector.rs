@@ -171,7 +171,8 @@ impl Connector {
             ));
             let mut report = |sent: u64, total: u64| tracing::debug!(sent, total, "upload");
             installed =
-                bootstrap::install(&connection, &self.root, probe, &stub, &mut report).await?;
+                bootstrap::install(&connection, &self.root, probe, &stub, false, &mut report)
+                    .await?;
             launched = transport::launch(
                 &connection,
                 &self.root,
@@ -251,12 +252,9 @@ impl Connector {
             "host key {} verified; probing the host",
             connection.fingerprint
         ));
-        let mut probe = bootstrap::probe(&connection, &self.root).await?;
-        if force {
-            probe.installed.clear();
-        }
+        let probe = bootstrap::probe(&connection, &self.root).await?;
         let stub = stubs::for_arch(&probe.arch).map_err(BootstrapError::from)?;
-        if probe.installed != stub.identity {
+        if probe.installed != stub.identity || force {
             progress(&format!(
                 "uploading opencode-remote-stub ({} bytes) to {}/bin",
                 stub.bytes.len(),
@@ -265,11 +263,11 @@ impl Connector {
         }
         let mut report = |sent: u64, total: u64| tracing::debug!(sent, total, "upload");
         let installed =
-            bootstrap::install(&connection, &self.root, &probe, &stub, &mut report).await?;
+            bootstrap::install(&connection, &self.root, &probe, &stub, force, &mut report).await?;
         let version = connection
             .run(
                 &format!(
-                    "exec {}",
+                    "exec {} --version",
                     crate::quote::sh(&format!(
                         "{}/bin/opencode-remote-stub",
                         expand_root(&self.root, &probe.home)
@@ -278,8 +276,14 @@ impl Connector {
                 None,
             )
             .await
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-            .unwrap_or_default();
+            .map(|out| {
+                tracing::debug!(status = ?out.status, stderr = %String::from_utf8_lossy(&out.stderr), "stub --version");
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            })
+            .unwrap_or_else(|err| {
+                tracing::warn!("cannot run the installed stub: {err}");
+                String::new()
+            });
         connection.close().await;
         Ok((probe, installed, version))
     }

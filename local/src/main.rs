@@ -214,6 +214,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         local::bootstrap::Installed::AlreadyCurrent => "already up to date".to_owned(),
         local::bootstrap::Installed::Fresh => "installed".to_owned(),
         local::bootstrap::Installed::Upgraded(previous) => format!("upgraded (was {previous})"),
+        local::bootstrap::Installed::Reinstalled => "reinstalled".to_owned(),
     };
     let summary = serde_json::json!({
         "host": resolved.host.name,
@@ -285,7 +286,7 @@ async fn run_bridge(args: BridgeArgs) -> anyhow::Result<()> {
             "kernel": upstream.welcome.kernel,
             "home": upstream.welcome.home,
             "directory": upstream.welcome.directory,
-            "installed": matches!(upstream.installed, local::bootstrap::Installed::Fresh | local::bootstrap::Installed::Upgraded(_)),
+            "installed": !matches!(upstream.installed, local::bootstrap::Installed::AlreadyCurrent),
         },
         "connectMs": upstream.elapsed.as_millis(),
     });

@@ -55,8 +55,10 @@ pub fn local(sshd: &Sshd) -> Command {
         .env("HOME", sshd.local_home())
         .env_remove("SSH_AUTH_SOCK")
         .env_remove("OPENCODE_CONFIG")
-        .env_remove("XDG_CONFIG_HOME")
-        .env("OPENCODE_REMOTE_LOG", "info");
+        .env_remove("XDG_CONFIG_HOME");
+    if std::env::var_os("OPENCODE_REMOTE_LOG").is_none() {
+        command.env("OPENCODE_REMOTE_LOG", "info");
+    }
     command
 }
 

@@ -1,3 +1,6 @@
-//! Test harness: a real OpenSSH sshd per test, and helpers to find the built binaries.
+//! Test harness: a real OpenSSH sshd per test, the built binaries, a bridge child process, and
+//! HTTP helpers.
 pub mod bins;
+pub mod bridge;
+pub mod http;
 pub mod sshd;

@@ -1,0 +1,102 @@
+//! Small HTTP/1.1 client helpers for talking to the bridge like OpenCode does.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+/// One HTTP/1.1 connection.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl Client {
+    /// Connects to `authority` (`127.0.0.1:PORT`).
+    pub async fn connect(authority: &str) -> Client {
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .expect("connect to bridge");
+        stream.set_nodelay(true).unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+        Client {
+            sender,
+            authority: authority.to_owned(),
+        }
+    }
+
+    /// Sends a request with a body; returns the response with a streaming body.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> hyper::Response<Incoming> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority);
+        if !body.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        self.sender.ready().await.unwrap();
+        self.sender.send_request(request).await.unwrap()
+    }
+
+    /// GET returning status and whole body.
+    pub async fn get(&mut self, path: &str) -> (u16, Bytes) {
+        let response = self.send("GET", path, b"", &[]).await;
+        let status = response.status().as_u16();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    /// Request returning status and parsed JSON (Null for empty bodies).
+    pub async fn json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        let response = self.send(method, path, &bytes, &[]).await;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        (status, value)
+    }
+}
+
+/// Reads the next chunk of a streaming body.
+pub async fn next_chunk(body: &mut Incoming) -> Option<Bytes> {
+    loop {
+        let frame = body.frame().await?.ok()?;
+        if let Ok(data) = frame.into_data() {
+            return Some(data);
+        }
+    }
+}
