@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a fresh Debian/Ubuntu machine:
+#   - OpenSSH server and client (the tests start their own throwaway sshd on 127.0.0.1),
+#   - small tools the tests use (file, socat, curl, sshpass),
+#   - the real OpenCode 1.18.33 from npm, into .cache/opencode (for the end-to-end tests).
+# Idempotent: skips what is already there. Set SKIP_OPENCODE=1 to skip the npm part.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OPENCODE_VERSION=1.18.33
+
+need_apt=()
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v file >/dev/null 2>&1 || need_apt+=(file)
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
+command -v cksum >/dev/null 2>&1 || need_apt+=(coreutils)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${need_apt[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo "installing: ${need_apt[*]}" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ "${SKIP_OPENCODE:-0}" != 1 ]; then
+  bin=.cache/opencode/node_modules/.bin/opencode
+  if [ ! -x "$bin" ] || [ "$("$bin" --version 2>/dev/null)" != "$OPENCODE_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "npm is required to install opencode-ai@$OPENCODE_VERSION" >&2; exit 1; }
+    echo "installing opencode-ai@$OPENCODE_VERSION into .cache/opencode" >&2
+    mkdir -p .cache/opencode
+    npm install --prefix .cache/opencode --no-audit --no-fund --loglevel=error "opencode-ai@$OPENCODE_VERSION" >&2
+  fi
+  "$bin" --version >/dev/null
+fi
