@@ -12,6 +12,9 @@
 //! - `OPENCODE_REMOTE_STUB_PATH=<file>`: embed this prebuilt stub instead of building one.
 //! - `OPENCODE_REMOTE_NO_EMBED=1`: embed nothing; the binary then looks for stubs next to itself.
 
+#[path = "src/cksum.rs"]
+mod cksum;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,19 +34,20 @@ fn main() {
         build_stub(&out_dir)
     };
 
-    match stub {
-        Some(path) => {
-            std::fs::copy(&path, &embedded)
-                .unwrap_or_else(|err| panic!("cannot copy stub {}: {err}", path.display()));
-        }
-        None => {
-            std::fs::write(&embedded, b"").expect("cannot write empty stub placeholder");
-        }
-    }
+    let bytes = match stub {
+        Some(path) => std::fs::read(&path)
+            .unwrap_or_else(|err| panic!("cannot read stub {}: {err}", path.display())),
+        None => Vec::new(),
+    };
+    std::fs::write(&embedded, &bytes).expect("cannot write the embedded stub");
+    // The install stamp, so the binary need not checksum megabytes at run time.
+    let version = env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let identity = format!("{version} {} {}", cksum::cksum(&bytes), bytes.len());
     println!(
         "cargo:rustc-env=OPENCODE_REMOTE_EMBEDDED_STUB={}",
         embedded.display()
     );
+    println!("cargo:rustc-env=OPENCODE_REMOTE_EMBEDDED_STUB_ID={identity}");
 }
 
 /// The Linux triple whose stub we can build here, if any: the target's own when it is Linux on

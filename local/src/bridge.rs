@@ -117,29 +117,287 @@ struct Inner {
     state: watch::Receiver<State>,
     /// How long a request waits for a reconnect before failing.
     wait_for_upstream: Duration,
+    local: Option<LocalOpenCode>,
 }
 
-/// Starts the supervisor with an already connected upstream and serves `listener` until
-/// `shutdown` is cancelled.
+/// The user's local OpenCode server, which answers the user-level GETs (configuration,
+/// providers, agents, commands) better than the host could, and which the bridge nudges to
+/// resume syncing after a reconnect.
+///
+/// Two ways to reach it: over HTTP when it listens on a URL, or through the plugin that
+/// started this bridge (`Stdio`): the plain OpenCode TUI serves its API in-process only, so
+/// the bridge writes `{"call":N,"method","path"}` lines on stdout and the plugin answers with
+/// `{"reply":N,"status","body"}` lines on stdin, using OpenCode's in-process client.
+#[derive(Clone)]
+pub struct LocalOpenCode {
+    /// The local project directory (the `?directory=` OpenCode uses to pick the instance).
+    pub directory: String,
+    transport: Transport,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Http {
+        url: String,
+        authorization: Option<String>,
+        client: hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            http_body_util::Empty<Bytes>,
+        >,
+    },
+    Stdio(Arc<StdioCalls>),
+}
+
+impl std::fmt::Debug for LocalOpenCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let transport = match &self.transport {
+            Transport::Http { url, .. } => url.as_str(),
+            Transport::Stdio(_) => "stdio",
+        };
+        f.debug_struct("LocalOpenCode")
+            .field("transport", &transport)
+            .field("directory", &self.directory)
+            .finish()
+    }
+}
+
+/// Calls to the local OpenCode relayed by the plugin over this process's stdio.
+#[derive(Debug, Default)]
+pub struct StdioCalls {
+    next: std::sync::atomic::AtomicU64,
+    pending: std::sync::Mutex<
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<serde_json::Value>>,
+    >,
+}
+
+impl StdioCalls {
+    fn pending(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<serde_json::Value>>,
+    > {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn call(&self, method: &str, path: &str) -> Result<serde_json::Value, String> {
+        use std::io::Write;
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending().insert(id, tx);
+        let line = serde_json::json!({ "call": id, "method": method, "path": path }).to_string();
+        let written = {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}").and_then(|()| stdout.flush())
+        };
+        if let Err(err) = written {
+            self.pending().remove(&id);
+            return Err(format!("cannot reach the plugin: {err}"));
+        }
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err("the plugin dropped the call".into()),
+            Err(_) => {
+                self.pending().remove(&id);
+                Err("the plugin did not answer within 10 s".into())
+            }
+        }
+    }
+
+    /// Hands a `{"reply": N, …}` line from stdin to the waiting call. Returns `false` when the
+    /// line is not a reply.
+    pub fn deliver(&self, line: &serde_json::Value) -> bool {
+        let Some(id) = line.get("reply").and_then(serde_json::Value::as_u64) else {
+            return false;
+        };
+        if let Some(tx) = self.pending().remove(&id) {
+            // The caller may have timed out meanwhile.
+            let _ignored = tx.send(line.clone());
+        }
+        true
+    }
+}
+
+/// GET routes that describe the user's OpenCode setup rather than the host.
+const USER_LEVEL: [&str; 8] = [
+    "/config",
+    "/config/providers",
+    "/provider",
+    "/provider/auth",
+    "/agent",
+    "/command",
+    "/skill",
+    "/experimental/console",
+];
+
+impl LocalOpenCode {
+    /// A local server reachable over HTTP.
+    pub fn http(url: &str, directory: String, authorization: Option<String>) -> LocalOpenCode {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build_http();
+        let url = url.trim_end_matches('/').to_owned();
+        LocalOpenCode {
+            directory,
+            transport: Transport::Http {
+                url,
+                authorization,
+                client,
+            },
+        }
+    }
+
+    /// A local server reached through the plugin over stdio.
+    pub fn stdio(calls: Arc<StdioCalls>, directory: String) -> LocalOpenCode {
+        LocalOpenCode {
+            directory,
+            transport: Transport::Stdio(calls),
+        }
+    }
+
+    fn uri(&self, url: &str, path: &str) -> Result<Uri, http::Error> {
+        let mut uri = format!("{url}{path}?directory=");
+        for byte in self.directory.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+                uri.push(byte as char);
+            } else {
+                uri.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        Ok(uri.parse::<Uri>()?)
+    }
+
+    async fn request(&self, method: Method, path: &str) -> Result<Response<Body>, String> {
+        match &self.transport {
+            Transport::Http {
+                url,
+                authorization,
+                client,
+            } => {
+                let uri = self.uri(url, path).map_err(|err| err.to_string())?;
+                let mut request = Request::builder().method(method).uri(uri);
+                if let Some(authorization) = authorization {
+                    request = request.header(header::AUTHORIZATION, authorization);
+                }
+                let request = request
+                    .body(http_body_util::Empty::new())
+                    .map_err(|err| err.to_string())?;
+                let response =
+                    tokio::time::timeout(Duration::from_secs(10), client.request(request))
+                        .await
+                        .map_err(|_| "timed out".to_owned())?
+                        .map_err(|err| err.to_string())?;
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(
+                    parts,
+                    body.map_err(|err| Box::new(err) as crate::connector::BoxError)
+                        .boxed(),
+                ))
+            }
+            Transport::Stdio(calls) => {
+                let reply = calls.call(method.as_str(), path).await?;
+                let status = reply
+                    .get("status")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                    .ok_or("the plugin's reply has no status")?;
+                let body = reply
+                    .get("body")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                let mut response = Response::new(
+                    Full::new(Bytes::from(body.to_string()))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(response)
+            }
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Response<Body>, String> {
+        let response = self.request(Method::GET, path).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(format!("status {}", response.status()))
+        }
+    }
+
+    /// Asks OpenCode to (re)start the sync loops of this project's workspaces: after a
+    /// reconnect, a workspace whose stream failed stays in `error` until this call.
+    pub async fn sync_start(&self) -> Result<(), String> {
+        let response = self.request(Method::POST, "/sync/start").await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("status {}", response.status()))
+        }
+    }
+}
+
+/// Options of a bridge.
+#[derive(Debug)]
+pub struct Options {
+    /// The secret path prefix.
+    pub secret: Secret,
+    /// How to (re)connect.
+    pub connector: Connector,
+    /// The local OpenCode server, when known.
+    pub local: Option<LocalOpenCode>,
+    /// How long requests wait for a reconnect before 503.
+    pub wait_for_upstream: Duration,
+}
+
+/// Starts the supervisor (with an already connected upstream, or connecting in the background
+/// when `first` is `None`) and serves `listener` until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,
-    secret: Secret,
-    connector: Connector,
-    first: Upstream,
+    options: Options,
+    first: Option<Upstream>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
-    let (state_tx, state_rx) = watch::channel(State::Up(first.sender.clone()));
+    let initial = match &first {
+        Some(upstream) => State::Up(upstream.sender.clone()),
+        None => State::Connecting {
+            attempt: 1,
+            last_error: None,
+        },
+    };
+    let (state_tx, state_rx) = watch::channel(initial);
+    let Options {
+        secret,
+        connector,
+        local,
+        wait_for_upstream,
+    } = options;
     let bridge = Bridge {
         inner: Arc::new(Inner {
             secret,
             port,
             state: state_rx,
-            wait_for_upstream: Duration::from_secs(10),
+            wait_for_upstream,
+            local: local.clone(),
         }),
     };
     let tracker = TaskTracker::new();
-    tracker.spawn(supervise(connector, first, state_tx, shutdown.clone()));
+    tracker.spawn(supervise(
+        connector,
+        first,
+        local,
+        state_tx,
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -174,16 +432,75 @@ pub async fn run(
 
 async fn supervise(
     connector: Connector,
-    first: Upstream,
+    first: Option<Upstream>,
+    local: Option<LocalOpenCode>,
     state: watch::Sender<State>,
     shutdown: CancellationToken,
 ) {
+    // A bridge started without a connection (a restart) or one that lost it must tell
+    // OpenCode to resume syncing once connected.
+    let mut nudge = first.is_none();
     let mut upstream = first;
+    let mut last_error: Option<String> = None;
+    let mut delay = Duration::ZERO;
     loop {
+        let current = match upstream.take() {
+            Some(current) => current,
+            None => {
+                let mut attempt: u32 = 0;
+                loop {
+                    attempt += 1;
+                    state.send_replace(State::Connecting {
+                        attempt,
+                        last_error: last_error.clone(),
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => {
+                            state.send_replace(State::Closed);
+                            return;
+                        }
+                    }
+                    let mut progress = |step: &str| tracing::info!(attempt, "{step}");
+                    let result = tokio::select! {
+                        result = connector.connect(&mut progress) => result,
+                        () = shutdown.cancelled() => {
+                            state.send_replace(State::Closed);
+                            return;
+                        }
+                    };
+                    match result {
+                        Ok(connected) => {
+                            tracing::info!(attempt, elapsed = ?connected.elapsed, "connected to the stub");
+                            break connected;
+                        }
+                        Err(err) => {
+                            tracing::warn!(attempt, "connecting failed: {err:#}");
+                            last_error = Some(format!("{err:#}"));
+                            delay =
+                                (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(15));
+                        }
+                    }
+                }
+            }
+        };
+        state.send_replace(State::Up(current.sender.clone()));
+        if std::mem::take(&mut nudge)
+            && let Some(local) = &local
+        {
+            // OpenCode may have given up on the workspace while we were away; wake it up.
+            let local = local.clone();
+            tokio::spawn(async move {
+                match local.sync_start().await {
+                    Ok(()) => tracing::info!("asked OpenCode to resume syncing"),
+                    Err(err) => tracing::warn!("cannot ask OpenCode to resume syncing: {err}"),
+                }
+            });
+        }
         let connected_at = Instant::now();
-        let connection = upstream.connection;
+        let connection = current.connection;
         let reason = tokio::select! {
-            reason = upstream.closed => reason.unwrap_or_else(|_| "connection task ended".into()),
+            reason = current.closed => reason.unwrap_or_else(|_| "connection task ended".into()),
             () = shutdown.cancelled() => {
                 state.send_replace(State::Closed);
                 connection.close().await;
@@ -192,47 +509,14 @@ async fn supervise(
         };
         tracing::warn!(%reason, "lost the stub; reconnecting");
         connection.close().await;
-        let mut attempt: u32 = 0;
-        // A connection that lived a while resets the backoff.
-        let mut delay = if connected_at.elapsed() > Duration::from_secs(60) {
+        // A connection that lived a while reconnects at once; a flapping one backs off.
+        delay = if connected_at.elapsed() > Duration::from_secs(60) {
             Duration::ZERO
         } else {
             Duration::from_millis(500)
         };
-        let mut last_error = Some(reason);
-        upstream = loop {
-            attempt += 1;
-            state.send_replace(State::Connecting {
-                attempt,
-                last_error: last_error.clone(),
-            });
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = shutdown.cancelled() => {
-                    state.send_replace(State::Closed);
-                    return;
-                }
-            }
-            let mut progress = |step: &str| tracing::info!(attempt, "{step}");
-            match tokio::select! {
-                result = connector.connect(&mut progress) => result,
-                () = shutdown.cancelled() => {
-                    state.send_replace(State::Closed);
-                    return;
-                }
-            } {
-                Ok(upstream) => {
-                    tracing::info!(attempt, elapsed = ?upstream.elapsed, "reconnected to the stub");
-                    break upstream;
-                }
-                Err(err) => {
-                    tracing::warn!(attempt, "reconnect failed: {err:#}");
-                    last_error = Some(format!("{err:#}"));
-                    delay = (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(15));
-                }
-            }
-        };
-        state.send_replace(State::Up(upstream.sender.clone()));
+        last_error = Some(reason);
+        nudge = true;
     }
 }
 
@@ -392,6 +676,16 @@ impl Bridge {
         else {
             return error_response(StatusCode::BAD_REQUEST, "invalid request path");
         };
+        if req.method() == Method::GET
+            && USER_LEVEL.contains(&path)
+            && let Some(local) = &self.inner.local
+        {
+            match local.get(path).await {
+                Ok(response) => return response,
+                // Fall back to the stub's own (schema-valid, minimal) answer.
+                Err(err) => tracing::warn!(path, "local OpenCode did not answer: {err}"),
+            }
+        }
         let websocket = req
             .headers()
             .get(header::UPGRADE)

@@ -19,6 +19,7 @@
 
 pub mod bootstrap;
 pub mod bridge;
+pub mod cksum;
 pub mod config;
 pub mod connector;
 pub mod known_hosts;

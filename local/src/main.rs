@@ -35,6 +35,19 @@ enum Command {
     Install(InstallArgs),
     /// Connect through the stub and print its health JSON.
     Health(HostArgs),
+    /// Resolve a provider/host (or alias, or labels) from the options and print it as JSON;
+    /// exits non-zero with a message naming the problem otherwise. Used by the plugin.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+struct ResolveArgs {
+    #[command(flatten)]
+    host: HostArgs,
+
+    /// Read the plugin options object as JSON from stdin instead of a config file.
+    #[arg(long)]
+    options_stdin: bool,
 }
 
 /// How to pick the host: `--provider P --host H [--config F]`, or an ssh-style destination.
@@ -97,10 +110,34 @@ struct BridgeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
 
-    /// Read one JSON line from stdin first: {"secret": "..."} (keeps a workspace URL stable
-    /// across bridge restarts without putting the secret in argv).
+    /// Read one JSON line from stdin first: {"secret": "...", "options": {plugin options},
+    /// "opencodeAuthorization": "..."} (keeps a workspace URL stable across bridge restarts
+    /// without putting secrets in argv; options replace --config).
     #[arg(long)]
     stdin_config: bool,
+
+    /// Print the URL at once and connect in the background, retrying until the host answers
+    /// (requests wait or get 503 meanwhile). Used when restarting a workspace's bridge.
+    #[arg(long)]
+    keep_trying: bool,
+
+    /// The local OpenCode server URL: user-level GETs (config, providers, agents, commands)
+    /// are answered from it, and it is told to resume syncing after reconnects.
+    #[arg(long, value_name = "URL")]
+    opencode_url: Option<String>,
+
+    /// Reach the local OpenCode through the plugin that started this bridge: calls go out as
+    /// JSON lines on stdout, answers come back on stdin (implies --stdin-config).
+    #[arg(long, conflicts_with = "opencode_url")]
+    opencode_stdio: bool,
+
+    /// The local project directory for calls to the local OpenCode.
+    #[arg(long, value_name = "DIR")]
+    opencode_directory: Option<String>,
+
+    /// Seconds a request waits for a reconnect before getting 503.
+    #[arg(long, default_value_t = 10)]
+    reconnect_wait: u64,
 }
 
 #[derive(Debug, Args)]
@@ -138,7 +175,12 @@ struct Resolved {
     connector: Connector,
 }
 
-fn resolve(args: &HostArgs, workspace_id: &str, project_id: &str) -> anyhow::Result<Resolved> {
+fn resolve(
+    args: &HostArgs,
+    workspace_id: &str,
+    project_id: &str,
+    inline: Option<config::Loaded>,
+) -> anyhow::Result<Resolved> {
     let home = home()?;
     let (host, options) = match &args.destination {
         Some(destination) => (
@@ -146,7 +188,10 @@ fn resolve(args: &HostArgs, workspace_id: &str, project_id: &str) -> anyhow::Res
             None,
         ),
         None => {
-            let loaded = config::load(args.config.as_deref(), &home)?;
+            let loaded = match inline {
+                Some(loaded) => loaded,
+                None => config::load(args.config.as_deref(), &home)?,
+            };
             let host = provider::resolve(
                 &loaded,
                 args.provider.as_deref(),
@@ -196,7 +241,7 @@ fn progress(step: &str) {
 }
 
 async fn health(args: HostArgs) -> anyhow::Result<()> {
-    let resolved = resolve(&args, "", "")?;
+    let resolved = resolve(&args, "", "", None)?;
     let upstream = resolved.connector.connect(&mut progress).await?;
     let json = serde_json::to_string_pretty(&upstream.health)?;
     upstream.connection.close().await;
@@ -204,8 +249,39 @@ async fn health(args: HostArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn resolve_command(args: ResolveArgs) -> anyhow::Result<()> {
+    let inline = if args.options_stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        Some(config::from_json(&text)?)
+    } else {
+        None
+    };
+    let lease_mode = inline
+        .as_ref()
+        .and_then(|l| l.options.defaults.as_ref().and_then(|d| d.lease_mode))
+        .unwrap_or_default();
+    let resolved = resolve(&args.host, "", "", inline)?;
+    let target = &resolved.connector.target;
+    let out = serde_json::json!({
+        "provider": resolved.host.provider,
+        "host": resolved.host.name,
+        "labels": resolved.host.labels,
+        "directory": resolved.connector.directory,
+        "leaseMode": lease_mode,
+        "ssh": {
+            "host": target.host,
+            "port": target.port,
+            "user": target.user,
+            "jumps": target.jumps.iter().map(|j| format!("{}@{}:{}", j.user, j.host, j.port)).collect::<Vec<_>>(),
+        },
+    });
+    writeln!(std::io::stdout(), "{out}")?;
+    Ok(())
+}
+
 async fn install(args: InstallArgs) -> anyhow::Result<()> {
-    let resolved = resolve(&args.host, "", "")?;
+    let resolved = resolve(&args.host, "", "", None)?;
     let (probe, installed, version) = resolved
         .connector
         .install(args.force, &mut progress)
@@ -238,7 +314,10 @@ async fn run_bridge(args: BridgeArgs) -> anyhow::Result<()> {
         );
     }
     let mut stdin_lines = None;
-    let secret = if args.stdin_config {
+    let mut secret = None;
+    let mut opencode_authorization = None;
+    let mut inline = None;
+    if args.stdin_config || args.opencode_stdio {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let line = lines
@@ -247,38 +326,51 @@ async fn run_bridge(args: BridgeArgs) -> anyhow::Result<()> {
             .context("stdin closed before the configuration line")?;
         let value: serde_json::Value =
             serde_json::from_str(&line).context("invalid configuration line on stdin")?;
-        let secret = value
-            .get("secret")
+        if let Some(given) = value.get("secret").and_then(|s| s.as_str()) {
+            secret = Some(
+                Secret::from_string(given.to_owned())
+                    .context("`secret` must be at least 32 characters of [A-Za-z0-9_-]")?,
+            );
+        }
+        opencode_authorization = value
+            .get("opencodeAuthorization")
             .and_then(|s| s.as_str())
             .map(str::to_owned);
-        stdin_lines = Some(lines);
-        match secret {
-            Some(secret) => Secret::from_string(secret)
-                .context("the secret must be at least 32 characters of [A-Za-z0-9_-]")?,
-            None => Secret::generate()?,
+        if let Some(options) = value.get("options") {
+            inline = Some(config::from_json(&options.to_string())?);
         }
-    } else {
-        Secret::generate()?
+        stdin_lines = Some(lines);
+    }
+    let secret = match secret {
+        Some(secret) => secret,
+        None => Secret::generate()?,
     };
-    let resolved = resolve(&args.host, &args.workspace_id, &args.project_id)?;
+    let resolved = resolve(&args.host, &args.workspace_id, &args.project_id, inline)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let port = listener.local_addr()?.port();
-    let upstream = resolved.connector.connect(&mut progress).await?;
-    let line = serde_json::json!({
+    let upstream = if args.keep_trying {
+        None
+    } else {
+        Some(resolved.connector.connect(&mut progress).await?)
+    };
+    let mut line = serde_json::json!({
         "url": format!("http://127.0.0.1:{port}/{}", secret.expose()),
         "pid": std::process::id(),
+        "connected": upstream.is_some(),
         "host": {
             "name": resolved.host.name,
             "provider": resolved.host.provider,
             "address": resolved.connector.target.host,
             "port": resolved.connector.target.port,
             "user": resolved.connector.target.user,
-            "fingerprint": upstream.fingerprint,
-            "cipher": upstream.cipher,
         },
-        "stub": {
+    });
+    if let Some(upstream) = &upstream {
+        line["host"]["fingerprint"] = upstream.fingerprint.clone().into();
+        line["host"]["cipher"] = upstream.cipher.clone().into();
+        line["stub"] = serde_json::json!({
             "version": upstream.welcome.stub_version,
             "pid": upstream.welcome.pid,
             "os": upstream.welcome.os,
@@ -287,17 +379,36 @@ async fn run_bridge(args: BridgeArgs) -> anyhow::Result<()> {
             "home": upstream.welcome.home,
             "directory": upstream.welcome.directory,
             "installed": !matches!(upstream.installed, local::bootstrap::Installed::AlreadyCurrent),
-        },
-        "connectMs": upstream.elapsed.as_millis(),
-    });
+        });
+        line["connectMs"] = (upstream.elapsed.as_millis() as u64).into();
+    }
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}")?;
         stdout.flush()?;
     }
+    let directory = args.opencode_directory.clone().unwrap_or_default();
+    let calls = args
+        .opencode_stdio
+        .then(|| std::sync::Arc::new(bridge::StdioCalls::default()));
+    let local = match (&args.opencode_url, &calls) {
+        (Some(url), _) => Some(bridge::LocalOpenCode::http(
+            url,
+            directory,
+            opencode_authorization,
+        )),
+        (None, Some(calls)) => Some(bridge::LocalOpenCode::stdio(calls.clone(), directory)),
+        (None, None) => None,
+    };
     let shutdown = CancellationToken::new();
-    watch_lifetime(shutdown.clone(), stdin_lines);
-    bridge::run(listener, secret, resolved.connector, upstream, shutdown).await?;
+    watch_lifetime(shutdown.clone(), stdin_lines, calls);
+    let options = bridge::Options {
+        secret,
+        connector: resolved.connector,
+        local,
+        wait_for_upstream: Duration::from_secs(args.reconnect_wait),
+    };
+    bridge::run(listener, options, upstream, shutdown).await?;
     Ok(())
 }
 
@@ -305,12 +416,24 @@ async fn run_bridge(args: BridgeArgs) -> anyhow::Result<()> {
 fn watch_lifetime(
     shutdown: CancellationToken,
     lines: Option<tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>>,
+    calls: Option<std::sync::Arc<bridge::StdioCalls>>,
 ) {
     let on_eof = shutdown.clone();
     tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
         match lines {
-            Some(mut lines) => while let Ok(Some(_)) = lines.next_line().await {},
+            Some(mut lines) => {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let delivered = match (&calls, serde_json::from_str::<serde_json::Value>(&line))
+                    {
+                        (Some(calls), Ok(value)) => calls.deliver(&value),
+                        _ => false,
+                    };
+                    if !delivered && !line.trim().is_empty() {
+                        tracing::debug!("ignored a line on stdin");
+                    }
+                }
+            }
             None => {
                 let mut stdin = tokio::io::stdin();
                 let mut buf = [0u8; 256];
@@ -361,6 +484,7 @@ fn main() -> ExitCode {
             Command::Bridge(args) => run_bridge(args).await,
             Command::Install(args) => install(args).await,
             Command::Health(args) => health(args).await,
+            Command::Resolve(args) => resolve_command(args),
         }
     });
     let code = match result {

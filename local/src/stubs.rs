@@ -13,6 +13,11 @@ static EMBEDDED: &[u8] = include_bytes!(env!("OPENCODE_REMOTE_EMBEDDED_STUB"));
 /// Environment variable naming a stub file to use for every host.
 pub const OVERRIDE_ENV: &str = "OPENCODE_REMOTE_STUB";
 
+/// `<version> <cksum> <size>` of the embedded stub, computed by `build.rs`.
+static EMBEDDED_IDENTITY: &str = env!("OPENCODE_REMOTE_EMBEDDED_STUB_ID");
+
+pub use crate::cksum::cksum;
+
 /// A stub binary ready to upload.
 #[derive(Debug, Clone)]
 pub struct Stub {
@@ -90,10 +95,11 @@ pub fn for_arch(arch: &str) -> Result<Stub, NoStub> {
         return Ok(stub);
     }
     if elf_arch(EMBEDDED) == Some(arch) {
-        static CACHED: std::sync::OnceLock<Stub> = std::sync::OnceLock::new();
-        return Ok(CACHED
-            .get_or_init(|| Stub::new(Cow::Borrowed(EMBEDDED), "embedded".into()))
-            .clone());
+        return Ok(Stub {
+            bytes: Cow::Borrowed(EMBEDDED),
+            origin: "embedded".into(),
+            identity: EMBEDDED_IDENTITY.to_owned(),
+        });
     }
     let dir = exe_dir().unwrap_or_default();
     let suggested = dir.join(format!("opencode-remote-stub-{arch}"));
@@ -131,39 +137,6 @@ impl Stub {
             identity,
         }
     }
-}
-
-/// The POSIX `cksum` CRC (polynomial 0x04C11DB7, length appended, complemented), as printed by
-/// `cksum` on every POSIX system. Used to tell whether an installed stub is the same build.
-pub fn cksum(data: &[u8]) -> u32 {
-    const fn table() -> [u32; 256] {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut crc = (i as u32) << 24;
-            let mut bit = 0;
-            while bit < 8 {
-                crc = if crc & 0x8000_0000 != 0 {
-                    (crc << 1) ^ 0x04C1_1DB7
-                } else {
-                    crc << 1
-                };
-                bit += 1;
-            }
-            table[i] = crc;
-            i += 1;
-        }
-        table
-    }
-    static TABLE: [u32; 256] = table();
-    let step = |crc: u32, byte: u8| (crc << 8) ^ TABLE[((crc >> 24) as u8 ^ byte) as usize];
-    let mut crc = data.iter().fold(0u32, |crc, &b| step(crc, b));
-    let mut len = data.len();
-    while len != 0 {
-        crc = step(crc, len as u8);
-        len >>= 8;
-    }
-    !crc
 }
 
 #[cfg(test)]
@@ -206,6 +179,11 @@ mod tests {
         if elf_arch(EMBEDDED).is_some() {
             let stub = for_arch(std::env::consts::ARCH).unwrap();
             assert_eq!(stub.origin, "embedded");
+            assert_eq!(
+                stub.identity,
+                identity(&stub.bytes),
+                "build-time identity must match"
+            );
             assert!(stub.identity.starts_with(env!("CARGO_PKG_VERSION")));
         }
         let err = for_arch("sparc64").unwrap_err().to_string();

@@ -16,6 +16,18 @@ pub enum ApiError {
     /// No such route or object.
     #[error("{0}")]
     NotFound(String),
+    /// Outside what this workspace may reach (e.g. a path escaping the directory).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The session already runs something.
+    #[error("Session {0} is busy")]
+    SessionBusy(String),
+    /// No pending permission request with this id.
+    #[error("Permission request not found: {0}")]
+    PermissionNotFound(String),
+    /// A route OpenCode knows that the stub does not implement.
+    #[error("{0}")]
+    NotImplemented(String),
     /// The request body exceeds the limit.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -43,7 +55,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::PermissionNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::SessionBusy(_) => StatusCode::CONFLICT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -55,7 +70,11 @@ impl ApiError {
     pub fn name(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "BadRequest",
-            ApiError::NotFound(_) => "NotFound",
+            ApiError::NotFound(_) => "NotFoundError",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::SessionBusy(_) => "SessionBusyError",
+            ApiError::PermissionNotFound(_) => "PermissionNotFoundError",
+            ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::InsufficientStorage(_) => "InsufficientStorage",
@@ -63,13 +82,21 @@ impl ApiError {
         }
     }
 
-    /// The JSON body sent to the client.
-    pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            name: self.name().to_owned(),
-            data: ErrorData {
-                message: self.to_string(),
-            },
+    /// The JSON body sent to the client, in the shape OpenCode uses for this error.
+    pub fn body(&self) -> serde_json::Value {
+        match self {
+            ApiError::SessionBusy(id) => {
+                serde_json::json!({ "_tag": self.name(), "sessionID": id, "message": self.to_string() })
+            }
+            ApiError::PermissionNotFound(id) => {
+                serde_json::json!({ "_tag": self.name(), "requestID": id, "message": self.to_string() })
+            }
+            _ => serde_json::json!(ErrorBody {
+                name: self.name().to_owned(),
+                data: ErrorData {
+                    message: self.to_string()
+                },
+            }),
         }
     }
 
@@ -111,7 +138,7 @@ mod tests {
 
         let other = ApiError::internal(anyhow::anyhow!("secret detail"));
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(other.body().data.message, "internal error");
+        assert_eq!(other.body()["data"]["message"], "internal error");
     }
 
     #[test]

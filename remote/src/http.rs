@@ -1,11 +1,13 @@
 //! The HTTP/2 server on the wire, its settings, and the router.
 
 pub mod diag;
+pub mod files;
+pub mod opencode;
 pub mod sse;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,9 +21,14 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::approvals::Approvals;
+use crate::bus::Bus;
 use crate::error::ApiError;
 use crate::handshake::HostInfo;
+use crate::permissions::Permissions;
 use crate::procs::Procs;
+use crate::sessions::Runs;
+use crate::store::Store;
 
 /// Error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,20 +62,155 @@ struct Shared {
     config: Config,
     host: HostInfo,
     started: Instant,
+    started_ms: u64,
     procs: Procs,
     shutdown: CancellationToken,
+    bus: Bus,
+    /// Opened on first use: health checks and manual probes never touch (or take over) the
+    /// workspace's state.
+    store: tokio::sync::OnceCell<Arc<Store>>,
+    approvals: tokio::sync::OnceCell<Arc<Mutex<Approvals>>>,
+    permissions: Permissions,
+    runs: Runs,
 }
 
 impl App {
     /// Builds the application state.
     pub fn new(config: Config, host: HostInfo, procs: Procs, shutdown: CancellationToken) -> App {
+        let bus = Bus::new(
+            &config.directory.to_string_lossy(),
+            &config.project_id,
+            &config.workspace_id,
+        );
         App(Arc::new(Shared {
             config,
             host,
             started: Instant::now(),
+            started_ms: crate::ids::now_ms(),
             procs,
             shutdown,
+            bus,
+            store: tokio::sync::OnceCell::new(),
+            approvals: tokio::sync::OnceCell::new(),
+            permissions: Permissions::default(),
+            runs: Runs::default(),
         }))
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &Bus {
+        &self.0.bus
+    }
+
+    /// The workspace's session store, opened (and taken over from another stub) on first use.
+    ///
+    /// # Errors
+    ///
+    /// When the state directory is unusable.
+    pub async fn store(&self) -> Result<Arc<Store>, ApiError> {
+        let store = self
+            .0
+            .store
+            .get_or_try_init(|| async {
+                let state_dir = self.0.config.state_dir.clone();
+                let workspace = self.0.config.workspace_id.clone();
+                let bus = self.0.bus.clone();
+                let store =
+                    tokio::task::spawn_blocking(move || Store::open(&state_dir, &workspace, bus))
+                        .await
+                        .map_err(ApiError::internal)?
+                        .map_err(ApiError::internal)?;
+                let store = Arc::new(store);
+                // Flush the logs to disk every second while we run.
+                let syncing = store.clone();
+                let shutdown = self.0.shutdown.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                        let store = syncing.clone();
+                        // A failed join only means the runtime is going away.
+                        let _ignored = tokio::task::spawn_blocking(move || store.sync()).await;
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                    }
+                });
+                Ok::<_, ApiError>(store)
+            })
+            .await?;
+        Ok(store.clone())
+    }
+
+    /// Flushes the session logs (at exit).
+    pub fn sync_store(&self) {
+        if let Some(store) = self.0.store.get() {
+            store.sync();
+        }
+    }
+
+    /// The workspace's persisted approvals, loaded on first use.
+    ///
+    /// # Errors
+    ///
+    /// When the approvals file is unusable (the message says why).
+    pub async fn approvals(&self) -> Result<Arc<Mutex<Approvals>>, ApiError> {
+        let approvals = self
+            .0
+            .approvals
+            .get_or_try_init(|| async {
+                let state_dir = self.0.config.state_dir.clone();
+                let workspace = self.0.config.workspace_id.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || Approvals::load(&state_dir, &workspace))
+                        .await
+                        .map_err(ApiError::internal)?
+                        .map_err(ApiError::internal)?;
+                Ok::<_, ApiError>(Arc::new(Mutex::new(loaded)))
+            })
+            .await?;
+        Ok(approvals.clone())
+    }
+
+    /// Persists `roots` as approved for this workspace.
+    ///
+    /// # Errors
+    ///
+    /// 507 when the disk is full, 500 otherwise.
+    pub async fn approve(&self, roots: Vec<PathBuf>) -> Result<(), ApiError> {
+        let approvals = self.approvals().await?;
+        tokio::task::spawn_blocking(move || {
+            approvals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .approve(&roots)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    }
+
+    /// Pending permission requests.
+    pub fn permissions(&self) -> &Permissions {
+        &self.0.permissions
+    }
+
+    /// Busy sessions.
+    pub fn runs(&self) -> &Runs {
+        &self.0.runs
+    }
+
+    /// The remote user's home directory.
+    pub fn home(&self) -> &std::path::Path {
+        &self.0.host.home
+    }
+
+    /// Wall-clock start time of this stub (ms).
+    pub fn started_ms(&self) -> u64 {
+        self.0.started_ms
     }
 
     /// The configuration.
@@ -175,7 +317,8 @@ where
 }
 
 impl App {
-    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    /// Routes one request (also used by the benchmark's HTTP/1.1 baseline server).
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let started = Instant::now();
@@ -196,6 +339,18 @@ impl App {
         let path = req.uri().path().to_owned();
         if let Some(rest) = path.strip_prefix(protocol::api::DIAG_PREFIX) {
             return diag::route(self, rest, req).await;
+        }
+        if let Some(response) =
+            files::route(self, req.method(), &path, req.uri().query().unwrap_or("")).await?
+        {
+            return Ok(response);
+        }
+        if !matches!(path.as_str(), protocol::api::HEALTH_PATH) {
+            let method = req.method().clone();
+            if let Some(response) = opencode::route(self, req).await? {
+                return Ok(response);
+            }
+            return Err(ApiError::NotFound(format!("no route for {method} {path}")));
         }
         match (req.method(), path.as_str()) {
             (&Method::GET, protocol::api::HEALTH_PATH) => {

@@ -26,7 +26,13 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.procs.lock().remove(&self.pgid);
+        // Background jobs may outlive the command's main process; keep the group registered
+        // while any member lives, so they still die with the stub.
+        let alive = Pid::from_raw(self.pgid)
+            .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok());
+        if !alive {
+            self.procs.lock().remove(&self.pgid);
+        }
     }
 }
 

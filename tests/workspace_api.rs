@@ -1,0 +1,454 @@
+//! The stub's OpenCode-compatible API through a real bridge and sshd, driven like OpenCode's
+//! local server does (without OpenCode itself; see `opencode.rs` for that).
+
+use std::time::Duration;
+
+use integration_tests::bridge::BridgeProcess;
+use integration_tests::http::{Client, next_chunk};
+use integration_tests::require_sshd;
+use integration_tests::sshd::Sshd;
+use serde_json::{Value, json};
+
+const WORKSPACE: &str = "wrk_20c15b2ae001Fv8H8sf4Afbcgx";
+const PROJECT: &str = "cb6c03c7a725c53b33387b6cb07e0db024e5db41";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start(sshd: &Sshd, directory: &str) -> BridgeProcess {
+    BridgeProcess::start(
+        sshd,
+        &[
+            "--workspace-id",
+            WORKSPACE,
+            "--project-id",
+            PROJECT,
+            "--directory",
+            directory,
+        ],
+    )
+}
+
+/// Collects `/global/event` payloads in the background.
+struct Events {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Events {
+    async fn subscribe(bridge: &BridgeProcess) -> Events {
+        let mut client = Client::connect(&bridge.authority()).await;
+        let response = client
+            .send(
+                "GET",
+                &format!("{}/global/event", bridge.prefix()),
+                b"",
+                &[("accept", "text/event-stream")],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _client = client;
+            let mut buffer = String::new();
+            while let Some(chunk) = next_chunk(&mut body).await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let data: String = event
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data: "))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    if let Ok(value) = serde_json::from_str(&data)
+                        && tx.send(value).is_err()
+                    {
+                        return;
+                    }
+                    }
+                }
+            }
+        });
+        Events { rx }
+    }
+
+    /// Waits (≤ 20 s) for an event whose payload type is `kind`.
+    async fn wait_for(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} event within 20 s"))
+                .expect("event stream ended");
+            if event["payload"]["type"] == kind {
+                return event;
+            }
+        }
+    }
+
+    /// All sync events seen so far (drains the queue without waiting).
+    fn drain_sync(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.rx.try_recv() {
+            if event["payload"]["type"] == "sync" {
+                out.push(event["payload"]["syncEvent"].clone());
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn sessions_shell_and_permissions_should_follow_opencodes_protocol() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("README.md"), "hello from the REMOTE host\n").unwrap();
+    let bridge = start(&sshd, project.to_str().unwrap());
+    let directory = project
+        .canonicalize()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(bridge.info["stub"]["directory"], directory.as_str());
+
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = Events::subscribe(&bridge).await;
+        let connected = events.rx.recv().await.unwrap();
+        assert_eq!(connected["payload"]["type"], "server.connected");
+        let mut client = Client::connect(&bridge.authority()).await;
+
+        let (status, history) = client.json("POST", &format!("{prefix}/sync/history"), &json!({})).await;
+        assert_eq!((status, history), (200, json!([])));
+
+        // Create a session: Session JSON + fence + session.created.1 with our ids.
+        let response = client.send("POST", &format!("{prefix}/session"), br#"{"title":"remote test session"}"#, &[]).await;
+        assert_eq!(response.status(), 200);
+        let fence: Value = serde_json::from_str(response.headers()["x-opencode-sync"].to_str().unwrap()).unwrap();
+        let session: Value = serde_json::from_slice(&http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes()).unwrap();
+        let id = session["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("ses_"));
+        assert_eq!(fence, json!({ &id: 0 }));
+        assert_eq!(session["projectID"], PROJECT);
+        assert_eq!(session["workspaceID"], WORKSPACE);
+        assert_eq!(session["directory"], directory.as_str());
+        let created = events.wait_for("sync").await;
+        assert_eq!(created["payload"]["syncEvent"]["type"], "session.created.1");
+        assert_eq!(created["payload"]["syncEvent"]["seq"], 0);
+        assert_eq!(created["workspace"], WORKSPACE);
+        assert_eq!(created["project"], PROJECT);
+
+        // The first command in a new workspace asks for the workspace directory itself.
+        let shell_client = {
+            let authority = bridge.authority();
+            let path = format!("{prefix}/session/{id}/shell");
+            tokio::spawn(async move {
+                let mut client = Client::connect(&authority).await;
+                client.json("POST", &path, &json!({ "agent": "build", "command": "echo hello-from-shell && pwd && cat README.md" })).await
+            })
+        };
+        let asked = events.wait_for("permission.asked").await;
+        let request = &asked["payload"]["properties"];
+        assert_eq!(request["sessionID"], id.as_str());
+        assert_eq!(request["permission"], "external_directory");
+        assert_eq!(request["always"], json!([format!("{directory}/**")]));
+        assert!(request["tool"]["callID"].is_string() && request["tool"]["messageID"].is_string());
+        let (status, pending) = client.json("GET", &format!("{prefix}/permission"), &Value::Null).await;
+        assert_eq!(status, 200);
+        assert_eq!(pending.as_array().unwrap().len(), 1);
+        // The command waits: nothing ran yet.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!shell_client.is_finished());
+        let request_id = request["id"].as_str().unwrap();
+        let (status, ok) = client.json("POST", &format!("{prefix}/permission/{request_id}/reply"), &json!({ "reply": "always" })).await;
+        assert_eq!((status, ok), (200, json!(true)));
+        events.wait_for("permission.replied").await;
+        let (status, result) = shell_client.await.unwrap();
+        assert_eq!(status, 200, "{result}");
+        let part = &result["parts"][0];
+        assert_eq!(part["type"], "tool");
+        assert_eq!(part["state"]["status"], "completed", "{part}");
+        assert_eq!(part["state"]["output"], format!("hello-from-shell\n{directory}\nhello from the REMOTE host\n"));
+        assert_eq!(result["info"]["role"], "assistant");
+        assert!(result["info"]["time"]["completed"].is_number());
+        events.wait_for("session.idle").await;
+
+        // `always` covers later commands in the directory: no prompt.
+        let (status, result) = client.json("POST", &format!("{prefix}/session/{id}/shell"), &json!({ "agent": "build", "command": "ls src/../README.md; exit 3" })).await;
+        assert_eq!(status, 200);
+        let state = &result["parts"][0]["state"];
+        assert_eq!(state["output"], "src/../README.md\n[exit code 3]\n");
+        assert_eq!(state["metadata"]["exit"], 3);
+
+        // Outside the approved roots: reject ends the tool with an error.
+        let _ = std::fs::remove_file("/tmp/ocr-should-not-exist");
+        let shell_client = {
+            let authority = bridge.authority();
+            let path = format!("{prefix}/session/{id}/shell");
+            tokio::spawn(async move {
+                let mut client = Client::connect(&authority).await;
+                client.json("POST", &path, &json!({ "agent": "build", "command": "cat /etc/hostname > /tmp/ocr-should-not-exist" })).await
+            })
+        };
+        let asked = events.wait_for("permission.asked").await;
+        let patterns = asked["payload"]["properties"]["patterns"].as_array().unwrap().clone();
+        assert!(patterns.contains(&json!("/etc/hostname")), "{patterns:?}");
+        let request_id = asked["payload"]["properties"]["id"].as_str().unwrap().to_owned();
+        let (status, _) = client.json("POST", &format!("{prefix}/permission/{request_id}/reply"), &json!({ "reply": "reject", "message": "not there" })).await;
+        assert_eq!(status, 200);
+        let (_, result) = shell_client.await.unwrap();
+        let state = &result["parts"][0]["state"];
+        assert_eq!(state["status"], "error", "{state}");
+        assert!(state["error"].as_str().unwrap().contains("rejected by the user: not there"), "{state}");
+        assert!(!std::path::Path::new("/tmp/ocr-should-not-exist").exists());
+
+        // Unknown permission ids and bad bodies.
+        let (status, body) = client.json("POST", &format!("{prefix}/permission/per_doesnotexist/reply"), &json!({ "reply": "once" })).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["_tag"], "PermissionNotFoundError");
+        let (status, body) = client.json("POST", &format!("{prefix}/session/{id}/shell"), &json!({ "agent": "build" })).await;
+        assert_eq!(status, 400);
+        assert!(body["data"]["message"].as_str().unwrap().contains("command"), "{body}");
+        let response = client.send("POST", &format!("{prefix}/session"), b"{not json", &[]).await;
+        assert_eq!(response.status(), 400);
+
+        // History: contiguous seqs from 0, identical to what the stream carried.
+        let streamed = events.drain_sync();
+        let (_, history) = client.json("POST", &format!("{prefix}/sync/history"), &json!({})).await;
+        let rows = history.as_array().unwrap();
+        let seqs: Vec<u64> = rows.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (0..rows.len() as u64).collect::<Vec<_>>());
+        for event in &streamed {
+            let row = rows.iter().find(|r| r["id"] == event["id"]).expect("streamed event in history");
+            assert_eq!(row["data"], event["data"]);
+            assert_eq!(row["type"], event["type"]);
+        }
+        let (_, partial) = client.json("POST", &format!("{prefix}/sync/history"), &json!({ &id: 3 })).await;
+        assert_eq!(partial.as_array().unwrap()[0]["seq"], 4);
+
+        // Delete: true, fence -1, session.deleted.1.
+        let response = client.send("DELETE", &format!("{prefix}/session/{id}"), b"", &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-opencode-sync"], format!("{{\"{id}\":-1}}").as_str());
+        let deleted = events.wait_for("session.deleted").await;
+        assert_eq!(deleted["payload"]["properties"]["sessionID"], id.as_str());
+    });
+}
+
+#[test]
+fn always_approvals_should_survive_a_stub_restart() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("p2");
+    std::fs::create_dir_all(&project).unwrap();
+    let run_shell = |expect_prompt: bool| {
+        let bridge = start(&sshd, project.to_str().unwrap());
+        runtime().block_on(async {
+            let prefix = bridge.prefix();
+            let mut events = Events::subscribe(&bridge).await;
+            let mut client = Client::connect(&bridge.authority()).await;
+            let (_, session) = client
+                .json("POST", &format!("{prefix}/session"), &json!({}))
+                .await;
+            let id = session["id"].as_str().unwrap().to_owned();
+            let path = format!("{prefix}/session/{id}/shell");
+            let authority = bridge.authority();
+            let call = tokio::spawn(async move {
+                let mut client = Client::connect(&authority).await;
+                client
+                    .json(
+                        "POST",
+                        &path,
+                        &json!({ "agent": "build", "command": "echo ok" }),
+                    )
+                    .await
+            });
+            if expect_prompt {
+                let asked = events.wait_for("permission.asked").await;
+                let request_id = asked["payload"]["properties"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                client
+                    .json(
+                        "POST",
+                        &format!("{prefix}/permission/{request_id}/reply"),
+                        &json!({ "reply": "always" }),
+                    )
+                    .await;
+            }
+            let (status, result) = tokio::time::timeout(Duration::from_secs(20), call)
+                .await
+                .expect("shell finished")
+                .unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(result["parts"][0]["state"]["output"], "ok\n");
+        });
+    };
+    run_shell(true);
+    // A new bridge, a new stub process: the approval was persisted on the host.
+    run_shell(false);
+    let approvals = std::fs::read_dir(sshd.remote_home().join(".opencode-remote/state/approvals"))
+        .unwrap()
+        .count();
+    assert!(approvals >= 1);
+}
+
+#[test]
+fn abort_should_stop_a_running_command_and_its_children() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("p3");
+    std::fs::create_dir_all(&project).unwrap();
+    let marker = format!("ocr-abort-marker-{}", std::process::id());
+    let bridge = start(&sshd, project.to_str().unwrap());
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = Events::subscribe(&bridge).await;
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (_, session) = client
+            .json("POST", &format!("{prefix}/session"), &json!({}))
+            .await;
+        let id = session["id"].as_str().unwrap().to_owned();
+        let path = format!("{prefix}/session/{id}/shell");
+        let authority = bridge.authority();
+        let command = format!("echo started; (exec -a {marker} sleep 300) & sleep 300; echo never");
+        let call = tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            client
+                .json(
+                    "POST",
+                    &path,
+                    &json!({ "agent": "build", "command": command }),
+                )
+                .await
+        });
+        let asked = events.wait_for("permission.asked").await;
+        let request_id = asked["payload"]["properties"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/{request_id}/reply"),
+                &json!({ "reply": "once" }),
+            )
+            .await;
+        // Wait until the output streamed in (the command is running).
+        loop {
+            let event = events.wait_for("message.part.updated").await;
+            if event["payload"]["properties"]["part"]["state"]["metadata"]["output"] == "started\n"
+            {
+                break;
+            }
+        }
+        let (status, busy) = client
+            .json("GET", &format!("{prefix}/session/status"), &Value::Null)
+            .await;
+        assert_eq!((status, &busy[&id]["type"]), (200, &json!("busy")));
+        let (status, ok) = client
+            .json(
+                "POST",
+                &format!("{prefix}/session/{id}/abort"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!((status, ok), (200, json!(true)));
+        let (status, result) = tokio::time::timeout(Duration::from_secs(15), call)
+            .await
+            .expect("aborted in time")
+            .unwrap();
+        assert_eq!(status, 200);
+        let state = &result["parts"][0]["state"];
+        assert_eq!(state["status"], "error");
+        assert_eq!(state["metadata"]["output"], "started\n");
+        assert_eq!(result["info"]["error"]["name"], "MessageAbortedError");
+        let (_, idle) = client
+            .json("GET", &format!("{prefix}/session/status"), &Value::Null)
+            .await;
+        assert_eq!(idle, json!({}));
+    });
+    assert!(
+        !marker_running(&marker),
+        "the background child of the aborted command survived"
+    );
+}
+
+fn marker_running(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(marker))
+        })
+}
+
+#[test]
+fn closing_the_connection_should_leave_no_orphan_processes() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("p4");
+    std::fs::create_dir_all(&project).unwrap();
+    let marker = format!("ocr-orphan-marker-{}", std::process::id());
+    let mut bridge = start(&sshd, project.to_str().unwrap());
+    let stub_pid = bridge.info["stub"]["pid"].as_u64().unwrap();
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = Events::subscribe(&bridge).await;
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (_, session) = client
+            .json("POST", &format!("{prefix}/session"), &json!({}))
+            .await;
+        let id = session["id"].as_str().unwrap().to_owned();
+        let path = format!("{prefix}/session/{id}/shell");
+        let authority = bridge.authority();
+        let command = format!("(exec -a {marker}-bg sleep 300) & exec -a {marker}-fg sleep 300");
+        tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            let _ = client
+                .json(
+                    "POST",
+                    &path,
+                    &json!({ "agent": "build", "command": command }),
+                )
+                .await;
+        });
+        let asked = events.wait_for("permission.asked").await;
+        let request_id = asked["payload"]["properties"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/{request_id}/reply"),
+                &json!({ "reply": "once" }),
+            )
+            .await;
+        for _ in 0..100 {
+            if marker_running(&format!("{marker}-fg")) && marker_running(&format!("{marker}-bg")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(marker_running(&format!("{marker}-fg")) && marker_running(&format!("{marker}-bg")));
+    });
+    // The bridge goes away with the command still running (SIGKILL: no goodbye).
+    bridge.child.kill().unwrap();
+    bridge.child.wait().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        !marker_running(&marker) && !std::path::Path::new(&format!("/proc/{stub_pid}")).exists()
+    });
+    let log = std::fs::read_to_string(sshd.remote_home().join(".opencode-remote/log/stub.log"))
+        .unwrap_or_default();
+    assert!(
+        gone,
+        "processes of the closed connection are still running; stub log:\n{log}"
+    );
+}
