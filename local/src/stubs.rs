@@ -125,18 +125,23 @@ fn available() -> String {
 
 impl Stub {
     fn new(bytes: Cow<'static, [u8]>, origin: String) -> Stub {
-        let identity = format!(
-            "{} {} {}",
-            env!("CARGO_PKG_VERSION"),
-            cksum(&bytes),
-            bytes.len()
-        );
+        let identity = identity(&bytes);
         Stub {
             bytes,
             origin,
             identity,
         }
     }
+}
+
+/// The install stamp of a stub build: `<version> <cksum> <size>`.
+pub fn identity(bytes: &[u8]) -> String {
+    format!(
+        "{} {} {}",
+        env!("CARGO_PKG_VERSION"),
+        cksum(bytes),
+        bytes.len()
+    )
 }
 
 #[cfg(test)]
