@@ -1,3 +1,4 @@
-//! End-to-end tests: real sshd, real binaries. One test binary (see Cargo.toml).
+//! End-to-end tests: real sshd, real binaries, real OpenCode. One test binary (see Cargo.toml).
 mod foundation;
+mod opencode;
 mod workspace_api;

@@ -48,6 +48,10 @@ struct ResolveArgs {
     /// Read the plugin options object as JSON from stdin instead of a config file.
     #[arg(long)]
     options_stdin: bool,
+
+    /// Only check the options (print `{"valid":true,…}`), without resolving a host.
+    #[arg(long)]
+    validate_only: bool,
 }
 
 /// How to pick the host: `--provider P --host H [--config F]`, or an ssh-style destination.
@@ -257,6 +261,16 @@ fn resolve_command(args: ResolveArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if args.validate_only {
+        let loaded = match inline {
+            Some(loaded) => loaded,
+            None => config::load(args.host.config.as_deref(), &home()?)?,
+        };
+        let out =
+            serde_json::json!({ "valid": true, "providers": loaded.options.provider_names() });
+        writeln!(std::io::stdout(), "{out}")?;
+        return Ok(());
+    }
     let lease_mode = inline
         .as_ref()
         .and_then(|l| l.options.defaults.as_ref().and_then(|d| d.lease_mode))

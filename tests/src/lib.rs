@@ -1,6 +1,7 @@
-//! Test harness: a real OpenSSH sshd per test, the built binaries, a bridge child process, and
-//! HTTP helpers.
+//! Test harness: a real OpenSSH sshd per test, the real OpenCode server, the built binaries, a
+//! bridge child process, and HTTP helpers.
 pub mod bins;
 pub mod bridge;
 pub mod http;
+pub mod opencode;
 pub mod sshd;

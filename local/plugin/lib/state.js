@@ -1,0 +1,105 @@
+// Plugin state on the laptop: one small JSON file per workspace (the bridge's port and secret, so
+// a workspace keeps its URL across bridge and OpenCode restarts) and the host leases.
+// Files are written atomically (temp file, fsync, rename) with mode 0600 in a 0700 directory.
+
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import crypto from "node:crypto";
+
+export function stateDir() {
+  const base = process.env.XDG_STATE_HOME || path.join(process.env.HOME || os.homedir(), ".local", "state");
+  return path.join(base, "opencode-remote");
+}
+
+function ensureDir(dir) {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
+export function writeJsonAtomic(file, value) {
+  ensureDir(path.dirname(file));
+  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`;
+  const fd = fs.openSync(tmp, "w", 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(value, null, 2) + "\n");
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+export function readJson(file) {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    if (err.code === "ENOENT") return undefined;
+    throw new Error(`cannot read ${file}: ${err.message}`);
+  }
+}
+
+function safeName(id) {
+  return String(id).replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
+export function workspaceFile(workspaceID) {
+  return path.join(stateDir(), "workspaces", `${safeName(workspaceID)}.json`);
+}
+
+export function loadWorkspace(workspaceID) {
+  return readJson(workspaceFile(workspaceID));
+}
+
+export function saveWorkspace(workspaceID, record) {
+  writeJsonAtomic(workspaceFile(workspaceID), record);
+}
+
+export function forgetWorkspace(workspaceID) {
+  fs.rmSync(workspaceFile(workspaceID), { force: true });
+}
+
+// Leases: which workspaces use which host, and how. An exclusive lease admits one workspace;
+// shared leases admit any number (but not alongside an exclusive one).
+function leasesFile() {
+  return path.join(stateDir(), "leases.json");
+}
+
+function hostKey(provider, host) {
+  return `${provider}/${host}`;
+}
+
+export function acquireLease(provider, host, workspaceID, mode) {
+  const leases = readJson(leasesFile()) ?? {};
+  const key = hostKey(provider, host);
+  const holders = (leases[key] ?? []).filter((h) => h.workspaceID !== workspaceID && loadWorkspace(h.workspaceID));
+  const exclusive = holders.find((h) => h.mode === "exclusive");
+  if (exclusive) {
+    throw new Error(
+      `host ${host} (provider ${provider}) is leased exclusively by workspace ${exclusive.workspaceID}; ` +
+        `remove that workspace first or use leaseMode "shared"`,
+    );
+  }
+  if (mode === "exclusive" && holders.length > 0) {
+    throw new Error(
+      `host ${host} (provider ${provider}) is in use by workspace(s) ${holders.map((h) => h.workspaceID).join(", ")}; ` +
+        `an exclusive lease needs the host to itself`,
+    );
+  }
+  holders.push({ workspaceID, mode, since: Date.now() });
+  leases[key] = holders;
+  writeJsonAtomic(leasesFile(), leases);
+}
+
+export function releaseLease(workspaceID) {
+  const leases = readJson(leasesFile());
+  if (!leases) return;
+  for (const key of Object.keys(leases)) {
+    leases[key] = leases[key].filter((h) => h.workspaceID !== workspaceID);
+    if (leases[key].length === 0) delete leases[key];
+  }
+  writeJsonAtomic(leasesFile(), leases);
+}
+
+export function leases() {
+  return readJson(leasesFile()) ?? {};
+}
