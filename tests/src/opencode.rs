@@ -313,7 +313,7 @@ pub fn bridge_pids(workspace: &str) -> Vec<u32> {
                 .first()
                 .is_some_and(|a| a.ends_with(b"opencode-remote"))
                 && args.get(1) == Some(&&b"bridge"[..])
-                && args.iter().any(|a| *a == workspace.as_bytes());
+                && args.contains(&workspace.as_bytes());
             is_bridge.then_some(pid)
         })
         .collect()
