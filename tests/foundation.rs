@@ -738,3 +738,52 @@ fn the_bridge_should_refuse_non_loopback_listen_addresses() {
         .unwrap();
     assert!(err.contains("--listen must be a loopback address"), "{err}");
 }
+
+#[test]
+fn a_plugin_launched_bridge_should_stop_on_sigterm_and_when_its_parent_dies() {
+    let sshd = require_sshd!();
+    for signal in [true, false] {
+        let mut command = local(&sshd);
+        command.args([
+            "bridge",
+            &destination(&sshd),
+            "--stdin-config",
+            "--opencode-stdio",
+            "--opencode-directory",
+            "/tmp",
+        ]);
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        use std::io::{BufRead, Write};
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{{}}").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("\"url\""), "{line}");
+        if signal {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        } else {
+            drop(stdin);
+        }
+        let started = Instant::now();
+        let mut exited = false;
+        while started.elapsed() < Duration::from_secs(5) {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !exited {
+            let _ = child.kill();
+        }
+        assert!(exited, "bridge did not stop (signal: {signal})");
+    }
+}

@@ -372,3 +372,342 @@ fn a_bad_host_or_option_should_fail_workspace_creation_with_a_clear_message() {
         );
     });
 }
+
+async fn create_workspace(opencode: &OpenCode, client: &mut Client, extra: Value) -> (u16, Value) {
+    client
+        .json(
+            "POST",
+            &format!("/experimental/workspace{}", opencode.query("")),
+            &json!({ "type": "ssh-provider", "branch": null, "extra": extra }),
+        )
+        .await
+}
+
+fn kill(pid: u32) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_workspace_should_recover_when_its_host_comes_back() {
+    let mut sshd = require_sshd!();
+    let opencode = require_opencode!(&sshd, options(&sshd, "~"));
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let (status, workspace) =
+            create_workspace(&opencode, &mut client, json!({ "host": "test-host" })).await;
+        assert_eq!(status, 200, "{workspace}");
+        let wrk = workspace["id"].as_str().unwrap().to_owned();
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
+            .await;
+
+        // The host goes away: sshd stops listening and the live connection dies with the bridge.
+        sshd.stop();
+        for pid in bridge_pids(&wrk) {
+            kill(pid);
+        }
+        // OpenCode gives up on the workspace while the host is unreachable.
+        opencode
+            .wait_status(&mut client, &wrk, "error", Duration::from_secs(40))
+            .await;
+        let (status, _) = client
+            .json(
+                "GET",
+                &format!(
+                    "/file{}&path=.",
+                    opencode.query(&format!("workspace={wrk}"))
+                ),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 503);
+
+        // The host is back: connected again without anybody touching OpenCode.
+        sshd.restart();
+        let back = Instant::now();
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(15))
+            .await;
+        eprintln!(
+            "connected again {:?} after the host returned",
+            back.elapsed()
+        );
+        let (status, listing) = client
+            .json(
+                "GET",
+                &format!(
+                    "/file{}&path=.",
+                    opencode.query(&format!("workspace={wrk}"))
+                ),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200, "{listing}");
+    });
+}
+
+#[test]
+fn an_opencode_restart_should_bring_workspaces_back_on_the_same_url() {
+    let sshd = require_sshd!();
+    let mut opencode = require_opencode!(&sshd, options(&sshd, "~"));
+    let (wrk, ses) = runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let (status, workspace) = create_workspace(&opencode, &mut client, json!({})).await;
+        assert_eq!(status, 200, "{workspace}");
+        let wrk = workspace["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            workspace["extra"]["host"], "test-host",
+            "the first available host"
+        );
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
+            .await;
+        let (_, session) = client
+            .json(
+                "POST",
+                &format!("/session{}", opencode.query(&format!("workspace={wrk}"))),
+                &json!({ "title": "before restart" }),
+            )
+            .await;
+        (wrk, session["id"].as_str().unwrap().to_owned())
+    });
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            opencode
+                .plugin_state_dir()
+                .join(format!("workspaces/{wrk}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    opencode.restart();
+    // The bridge went away with OpenCode (its stdin closed).
+    let started = Instant::now();
+    while !bridge_pids(&wrk).is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(bridge_pids(&wrk).is_empty(), "the bridge outlived OpenCode");
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        // What the TUI does when it connects.
+        let (status, _) = client
+            .json(
+                "POST",
+                &format!("/sync/start{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200);
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(15))
+            .await;
+        let pids = bridge_pids(&wrk);
+        assert_eq!(pids.len(), 1);
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            cmdline.contains(&format!("127.0.0.1:{}", record["port"])),
+            "same port: {cmdline}"
+        );
+        // The session survived, and the workspace works.
+        let (_, sessions) = client
+            .json(
+                "GET",
+                &format!(
+                    "/session{}",
+                    opencode.query(&format!("workspace={wrk}&path="))
+                ),
+                &Value::Null,
+            )
+            .await;
+        assert!(
+            sessions
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == ses.as_str()),
+            "{sessions}"
+        );
+        let (status, _) = client
+            .json(
+                "GET",
+                &format!(
+                    "/file{}&path=.",
+                    opencode.query(&format!("workspace={wrk}"))
+                ),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200);
+    });
+}
+
+#[test]
+fn exclusive_leases_should_keep_a_host_to_one_workspace() {
+    let sshd = require_sshd!();
+    let opencode = require_opencode!(&sshd, options(&sshd, "~"));
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let (status, first) = create_workspace(
+            &opencode,
+            &mut client,
+            json!({ "host": "th", "leaseMode": "exclusive" }),
+        )
+        .await;
+        assert_eq!(status, 200, "{first}");
+        let (status, second) =
+            create_workspace(&opencode, &mut client, json!({ "host": "th" })).await;
+        assert_eq!(status, 400, "{second}");
+        let message = second["data"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("leased exclusively by workspace")
+                && message.contains(first["id"].as_str().unwrap()),
+            "{message}"
+        );
+        // The failed workspace does not linger.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (_, rows) = client
+            .json(
+                "GET",
+                &format!("/experimental/workspace{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+        // Releasing it frees the host.
+        let wrk = first["id"].as_str().unwrap();
+        client
+            .json(
+                "DELETE",
+                &format!("/experimental/workspace/{wrk}{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        let (status, third) =
+            create_workspace(&opencode, &mut client, json!({ "host": "th" })).await;
+        assert_eq!(status, 200, "{third}");
+        // The plugin's tools are registered for the local agent.
+        let (status, tools) = client
+            .json(
+                "GET",
+                &format!("/experimental/tool/ids{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200);
+        for tool in [
+            "remote-workspace-create",
+            "remote-workspace-list",
+            "remote-workspace-remove",
+        ] {
+            assert!(
+                tools.as_array().unwrap().iter().any(|t| t == tool),
+                "{tool} missing: {tools}"
+            );
+        }
+    });
+}
+
+#[test]
+fn the_users_credentials_should_never_reach_argv_environments_or_the_host() {
+    let sshd = require_sshd!();
+    let canary = format!("sk-canary-{}", std::process::id());
+    let remote_dir = sshd.remote_home().join("canary");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    let opencode = require_opencode!(&sshd, options(&sshd, remote_dir.to_str().unwrap()));
+    let auth = opencode.data_dir().join("opencode");
+    std::fs::create_dir_all(&auth).unwrap();
+    std::fs::write(
+        auth.join("auth.json"),
+        json!({ "fake": { "type": "api", "key": canary } }).to_string(),
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let (status, workspace) =
+            create_workspace(&opencode, &mut client, json!({ "host": "th" })).await;
+        assert_eq!(status, 200, "{workspace}");
+        let wrk = workspace["id"].as_str().unwrap().to_owned();
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
+            .await;
+        let (_, session) = client
+            .json(
+                "POST",
+                &format!("/session{}", opencode.query(&format!("workspace={wrk}"))),
+                &json!({}),
+            )
+            .await;
+        let ses = session["id"].as_str().unwrap();
+        let mut events = LocalEvents::subscribe(&opencode).await;
+        let call = shell(&opencode, ses, "env; ps -ef");
+        answer_next_permission(&opencode, &mut client, &mut events, &wrk, "once").await;
+        let (_, result) = call.await.unwrap();
+        let output = result["parts"][0]["state"]["output"].as_str().unwrap();
+        assert!(
+            !output.contains(&canary),
+            "the canary reached a command on the host"
+        );
+
+        let pids = bridge_pids(&wrk);
+        assert_eq!(pids.len(), 1);
+        let record = std::fs::read_to_string(
+            opencode
+                .plugin_state_dir()
+                .join(format!("workspaces/{wrk}.json")),
+        )
+        .unwrap();
+        let secret: Value = serde_json::from_str(&record).unwrap();
+        let secret = secret["secret"].as_str().unwrap().to_owned();
+        let mut inspected = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmdline);
+            let ours = pids.contains(&pid) || cmd.contains("opencode-remote-stub");
+            if !ours {
+                continue;
+            }
+            inspected += 1;
+            let environ = String::from_utf8_lossy(
+                &std::fs::read(entry.path().join("environ")).unwrap_or_default(),
+            )
+            .into_owned();
+            assert!(
+                !cmd.contains(&canary) && !environ.contains(&canary),
+                "canary in process {pid}: {cmd}"
+            );
+            assert!(
+                !cmd.contains(&secret),
+                "the URL secret is in the argv of {pid}: {cmd}"
+            );
+        }
+        assert!(inspected >= 2, "bridge and stub processes inspected");
+        // Nothing on the host's disk.
+        let mut stack = vec![sshd.remote_home()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    assert!(
+                        !String::from_utf8_lossy(&bytes).contains(&canary),
+                        "canary in {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    });
+}

@@ -104,6 +104,7 @@ export default async function opencodeRemoteProvider(input, options) {
       "--workspace-id", record.workspaceID, "--project-id", record.projectID,
       "--stdin-config", "--opencode-stdio", "--opencode-directory", record.instanceDirectory];
     if (record.directory) args.push("--directory", record.directory);
+    args.push("--log-file", path.join(state.stateDir(), "logs", `${record.workspaceID}.log`));
     return args.concat(extra);
   }
 

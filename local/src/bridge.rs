@@ -477,8 +477,7 @@ async fn supervise(
                         Err(err) => {
                             tracing::warn!(attempt, "connecting failed: {err:#}");
                             last_error = Some(format!("{err:#}"));
-                            delay =
-                                (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(15));
+                            delay = (delay * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
                         }
                     }
                 }
@@ -519,6 +518,10 @@ async fn supervise(
         nudge = true;
     }
 }
+
+/// Longest pause between reconnect attempts: a host that comes back is used within this
+/// (plus one connect), well inside the 15 s users expect.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,

@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Also append logs to this file (created 0600; stderr keeps getting them).
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,16 +165,42 @@ fn home() -> anyhow::Result<PathBuf> {
         .context("HOME is not set")
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("OPENCODE_REMOTE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(log_file: Option<&std::path::Path>) {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = || {
+        EnvFilter::try_from_env("OPENCODE_REMOTE_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .with_filter(filter());
+    let file = log_file.and_then(|path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            // Best effort: a missing log directory must not stop the bridge.
+            let _ignored = std::fs::create_dir_all(dir);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .ok()?;
+        Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter()),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .init();
 }
 
@@ -433,6 +463,7 @@ fn watch_lifetime(
     calls: Option<std::sync::Arc<bridge::StdioCalls>>,
 ) {
     let on_eof = shutdown.clone();
+    let on_parent_exit = shutdown.clone();
     tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
         match lines {
@@ -478,11 +509,60 @@ fn watch_lifetime(
         tracing::info!("signal received; shutting down");
         shutdown.cancel();
     });
+    // The process that started us may die without closing our stdin (its descriptors can
+    // leak into other children): notice being re-parented.
+    let parent = rustix::process::getppid();
+    let orphaned = on_parent_exit.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = orphaned.cancelled() => return,
+            }
+            if rustix::process::getppid() != parent {
+                tracing::info!("the parent process went away; shutting down");
+                orphaned.cancel();
+                return;
+            }
+        }
+    });
+    // Whatever happens during shutdown, the process ends soon after it starts.
+    tokio::spawn(async move {
+        on_parent_exit.cancelled().await;
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(5));
+            tracing::warn!("shutdown took more than 5 s; exiting anyway");
+            std::process::exit(0);
+        });
+    });
+}
+
+/// Closes every descriptor above stderr that this process inherited. A parent that does not
+/// mark its descriptors close-on-exec (Bun, for one) hands us the other ends of pipes and
+/// sockets, including our own stdin's write end, which would keep us from ever seeing EOF.
+fn close_inherited_descriptors() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: nothing in this process uses these descriptors yet (this runs first thing in
+        // main); the read_dir handle above is already closed. EBADF for it is harmless.
+        unsafe {
+            libc::close(fd);
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    close_inherited_descriptors();
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_file.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

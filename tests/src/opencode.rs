@@ -61,7 +61,83 @@ pub struct OpenCode {
     /// The local project id (root commit hash).
     pub project_id: String,
     log: Arc<Mutex<String>>,
+    binary: PathBuf,
+    home: PathBuf,
     _dir: TempDir,
+}
+
+fn spawn(
+    binary: &Path,
+    project: &Path,
+    home: &Path,
+    dir: &Path,
+) -> (Child, String, Arc<Mutex<String>>) {
+    let mut command = Command::new(binary);
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--hostname",
+            "127.0.0.1",
+            "--print-logs",
+            "--log-level",
+            "INFO",
+        ])
+        .current_dir(project)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+        .env("XDG_DATA_HOME", dir.join("xdg-data"))
+        .env("XDG_STATE_HOME", dir.join("xdg-state"))
+        .env("OPENCODE_EXPERIMENTAL_WORKSPACES", "true")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("npm_config_offline", "true")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("OPENCODE_CONFIG")
+        .env_remove("OPENCODE_SERVER_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if std::env::var_os("OPENCODE_REMOTE_LOG").is_none() {
+        command.env("OPENCODE_REMOTE_LOG", "info");
+    }
+    let mut child = command.spawn().expect("start opencode");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("http://127.0.0.1:") {
+                    let url: String = line[at..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+    }
+    let url = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => url,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "opencode did not report its URL; log:\n{}",
+                log.lock().unwrap()
+            );
+        }
+    };
+    (child, url, log)
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -134,79 +210,53 @@ impl OpenCode {
             .unwrap();
         }
 
-        let mut command = Command::new(&binary);
-        command
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--hostname",
-                "127.0.0.1",
-                "--print-logs",
-                "--log-level",
-                "INFO",
-            ])
-            .current_dir(&project)
-            .env("HOME", sshd.local_home())
-            .env("XDG_CONFIG_HOME", &config_home)
-            .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
-            .env("XDG_DATA_HOME", dir.path().join("xdg-data"))
-            .env("XDG_STATE_HOME", dir.path().join("xdg-state"))
-            .env("OPENCODE_EXPERIMENTAL_WORKSPACES", "true")
-            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-            .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-            .env("npm_config_offline", "true")
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("OPENCODE_CONFIG")
-            .env_remove("OPENCODE_SERVER_PASSWORD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if std::env::var_os("OPENCODE_REMOTE_LOG").is_none() {
-            command.env("OPENCODE_REMOTE_LOG", "info");
-        }
-        let mut child = command.spawn().expect("start opencode");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(at) = line.find("http://127.0.0.1:") {
-                        let url: String = line[at..]
-                            .chars()
-                            .take_while(|c| !c.is_whitespace())
-                            .collect();
-                        let _ = tx.send(url.trim_end_matches('/').to_owned());
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "opencode did not report its URL; log:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
+        let home = sshd.local_home();
+        let (child, url, log) = spawn(&binary, &project, &home, dir.path());
         Some(OpenCode {
             child,
             url,
             project,
             project_id,
             log,
+            binary,
+            home,
             _dir: dir,
         })
+    }
+
+    /// Stops OpenCode (SIGTERM, like a user quitting) and starts it again with the same state
+    /// directories and project; the URL changes.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, url, log) = spawn(&self.binary, &self.project, &self.home, self._dir.path());
+        self.child = child;
+        self.url = url;
+        self.log = log;
+    }
+
+    /// The data directory (`opencode/auth.json` lives under it).
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("xdg-data")
+    }
+
+    /// The plugin's state directory.
+    pub fn plugin_state_dir(&self) -> PathBuf {
+        self._dir.path().join("xdg-state/opencode-remote")
+    }
+
+    fn stop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything OpenCode printed.
@@ -278,19 +328,7 @@ impl OpenCode {
 
 impl Drop for OpenCode {
     fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         if std::thread::panicking() {
             eprintln!(
                 "===== opencode log =====\n{}\n===== end of opencode log =====",
