@@ -784,6 +784,7 @@ fn a_plugin_launched_bridge_should_stop_on_sigterm_and_when_its_parent_dies() {
         if !exited {
             let _ = child.kill();
         }
+        let _ = child.wait();
         assert!(exited, "bridge did not stop (signal: {signal})");
     }
 }
