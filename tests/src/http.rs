@@ -14,9 +14,16 @@ pub struct Client {
 impl Client {
     /// Connects to `authority` (`127.0.0.1:PORT`).
     pub async fn connect(authority: &str) -> Client {
+        Client {
+            sender: Self::open(authority).await,
+            authority: authority.to_owned(),
+        }
+    }
+
+    async fn open(authority: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
         let stream = tokio::net::TcpStream::connect(authority)
             .await
-            .expect("connect to bridge");
+            .expect("connect");
         stream.set_nodelay(true).unwrap();
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -24,10 +31,7 @@ impl Client {
         tokio::spawn(async move {
             let _ = connection.with_upgrades().await;
         });
-        Client {
-            sender,
-            authority: authority.to_owned(),
-        }
+        sender
     }
 
     /// Sends a request with a body; returns the response with a streaming body.
@@ -51,8 +55,21 @@ impl Client {
         let request = builder
             .body(Full::new(Bytes::copy_from_slice(body)))
             .unwrap();
-        self.sender.ready().await.unwrap();
-        self.sender.send_request(request).await.unwrap()
+        // Servers close idle keep-alive connections (Bun after ~10 s): such a request never
+        // reached the server, so open a new connection and send it there.
+        if self.sender.is_closed() || self.sender.ready().await.is_err() {
+            self.sender = Self::open(&self.authority).await;
+        }
+        let retry = request.clone();
+        match self.sender.send_request(request).await {
+            Ok(response) => response,
+            Err(err) if err.is_closed() || err.is_canceled() || err.is_incomplete_message() => {
+                self.sender = Self::open(&self.authority).await;
+                self.sender.ready().await.unwrap();
+                self.sender.send_request(retry).await.unwrap()
+            }
+            Err(err) => panic!("request failed: {err}"),
+        }
     }
 
     /// GET returning status and whole body.
