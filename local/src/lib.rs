@@ -3,6 +3,8 @@
 //! # Layout
 //!
 //! - [`config`]: plugin options (providers, hosts) from OpenCode configs or bare options files.
+//! - [`config_edit`]: the `config` subcommands: comment-preserving edits of the plugin entry.
+//! - [`doctor`]: step-by-step preflight checks with fixes.
 //! - [`provider`]: resolving provider + host/alias (or a `user@host:port` destination).
 //! - [`ssh_config`], [`known_hosts`]: OpenSSH's client config and host key database.
 //! - [`ssh`]: russh connections: host key policy, auth, ProxyJump, exec channels.
@@ -21,7 +23,9 @@ pub mod bootstrap;
 pub mod bridge;
 pub mod cksum;
 pub mod config;
+pub mod config_edit;
 pub mod connector;
+pub mod doctor;
 pub mod known_hosts;
 pub mod provider;
 pub mod quote;

@@ -1,0 +1,1 @@
+//! PLACEHOLDER (lead): replaced entirely by the config-edit helper.
