@@ -792,11 +792,23 @@ fn a_plugin_launched_bridge_should_stop_on_sigterm_and_when_its_parent_dies() {
 /// Offline advisory gate: versions in Cargo.lock that carry known security fixes.
 #[test]
 fn cargo_lock_should_pin_patched_security_sensitive_crates() {
-    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+    let lock =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
     let version_of = |name: &str| -> Vec<Vec<u64>> {
         lock.split("[[package]]")
-            .filter(|block| block.lines().any(|l| l.trim() == format!("name = \"{name}\"")))
-            .filter_map(|block| block.lines().find_map(|l| l.trim().strip_prefix("version = \"")?.strip_suffix('"').map(str::to_owned)))
+            .filter(|block| {
+                block
+                    .lines()
+                    .any(|l| l.trim() == format!("name = \"{name}\""))
+            })
+            .filter_map(|block| {
+                block.lines().find_map(|l| {
+                    l.trim()
+                        .strip_prefix("version = \"")?
+                        .strip_suffix('"')
+                        .map(str::to_owned)
+                })
+            })
             .map(|v| v.split(['.', '-']).filter_map(|p| p.parse().ok()).collect())
             .collect()
     };
@@ -804,13 +816,20 @@ fn cargo_lock_should_pin_patched_security_sensitive_crates() {
         let versions = version_of(name);
         assert!(!versions.is_empty(), "{name} not in Cargo.lock");
         for version in versions {
-            assert!(version.as_slice() >= minimum, "{name} {version:?} is older than {minimum:?}");
+            assert!(
+                version.as_slice() >= minimum,
+                "{name} {version:?} is older than {minimum:?}"
+            );
         }
     };
     at_least("russh", &[0, 62, 4]); // GHSA-g9hv-x236-4qp3 and earlier client advisories
     at_least("h2", &[0, 4, 16]); // RUSTSEC-2026-0258 (empty DATA frame flood)
     at_least("hyper", &[1, 0, 0]);
     for version in version_of("bincode") {
-        assert_eq!(version.first(), Some(&2), "bincode must stay on 2.x (3.0 is a tombstone)");
+        assert_eq!(
+            version.first(),
+            Some(&2),
+            "bincode must stay on 2.x (3.0 is a tombstone)"
+        );
     }
 }

@@ -226,8 +226,9 @@ pub async fn install(
         quote::sh(root)
     );
     progress(0, size as u64);
-    let output = connection.run(&command, Some(&stub.bytes)).await?;
-    progress(size as u64, size as u64);
+    let output = connection
+        .run_with_progress(&command, Some(&stub.bytes), progress)
+        .await?;
     if output.status != Some(0) {
         return Err(BootstrapError::Install {
             root: root.to_owned(),

@@ -42,6 +42,11 @@ enum Command {
     /// Resolve a provider/host (or alias, or labels) from the options and print it as JSON;
     /// exits non-zero with a message naming the problem otherwise. Used by the plugin.
     Resolve(ResolveArgs),
+    /// Prepare a host once: verify SSH (asking about an unknown host key), install a key on
+    /// password-only hosts, install or upgrade the stub, check it runs. Starts nothing.
+    Setup(HostArgs),
+    /// Check, step by step, everything a workspace on this host needs, with fixes.
+    Doctor(HostArgs),
 }
 
 #[derive(Debug, Args)]
@@ -275,7 +280,8 @@ fn progress(step: &str) {
 }
 
 async fn health(args: HostArgs) -> anyhow::Result<()> {
-    let resolved = resolve(&args, "", "", None)?;
+    let mut resolved = resolve(&args, "", "", None)?;
+    make_interactive(&mut resolved, false);
     let upstream = resolved.connector.connect(&mut progress).await?;
     let json = serde_json::to_string_pretty(&upstream.health)?;
     upstream.connection.close().await;
@@ -324,8 +330,127 @@ fn resolve_command(args: ResolveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Commands a person runs at a terminal may ask for passwords and passphrases, and `setup` may
+/// ask about an unknown host key; the plugin's commands never ask.
+fn make_interactive(resolved: &mut Resolved, ask_host_key: bool) {
+    let interactive = local::terminal::is_interactive();
+    let targets = std::iter::once(&mut resolved.connector.target);
+    for target in targets {
+        target.interactive = interactive;
+        if ask_host_key && target.host_key_checking == HostKeyChecking::Strict {
+            target.host_key_checking = HostKeyChecking::Ask;
+        }
+        for jump in &mut target.jumps {
+            jump.interactive = interactive;
+            if ask_host_key && jump.host_key_checking == HostKeyChecking::Strict {
+                jump.host_key_checking = HostKeyChecking::Ask;
+            }
+        }
+    }
+}
+
+async fn setup(args: HostArgs) -> anyhow::Result<()> {
+    let mut resolved = resolve(&args, "", "", None)?;
+    make_interactive(&mut resolved, true);
+    let home = home()?;
+    let mut step = |line: &str| {
+        let _ignored = writeln!(std::io::stderr(), "==> {line}");
+    };
+    let outcome = local::setup::run(&resolved.connector, &home, &mut step).await?;
+    let target = &resolved.connector.target;
+    let what = match &outcome.installed {
+        local::bootstrap::Installed::AlreadyCurrent => "already up to date".to_owned(),
+        local::bootstrap::Installed::Fresh => "installed".to_owned(),
+        local::bootstrap::Installed::Upgraded(previous) => format!("upgraded (was {previous})"),
+        local::bootstrap::Installed::Reinstalled => "reinstalled".to_owned(),
+    };
+    let ssh_port = if target.port == 22 {
+        String::new()
+    } else {
+        format!("-p {} ", target.port)
+    };
+    let root = local::connector::expand_root(&resolved.connector.root, &outcome.probe.home);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Host {}@{}:{} ({} {}, kernel {})",
+        target.user,
+        target.host,
+        target.port,
+        outcome.probe.os,
+        outcome.probe.arch,
+        outcome.probe.kernel
+    )?;
+    writeln!(out, "  host key   {}", outcome.fingerprint)?;
+    writeln!(out, "  login      {}", outcome.auth_method)?;
+    if let Some(key) = &outcome.key_installed {
+        writeln!(
+            out,
+            "  new key    {} (installed in ~/.ssh/authorized_keys on the host)",
+            key.display()
+        )?;
+        writeln!(
+            out,
+            "             record it: scripts/opencode-remote-cli.sh add <provider> {} {} {} {}",
+            target.host,
+            target.user,
+            target.port,
+            key.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "  stub       {root}/bin/opencode-remote-stub: {what}; {}",
+        outcome.version
+    )?;
+    writeln!(
+        out,
+        "Nothing was started on the host: OpenCode starts the stub per connection."
+    )?;
+    writeln!(out, "Test it by hand:")?;
+    writeln!(
+        out,
+        "  socat TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr EXEC:\"ssh {ssh_port}{}@{} {root}/bin/opencode-remote-stub --stdio\" &",
+        target.user, target.host
+    )?;
+    writeln!(
+        out,
+        "  curl --http2-prior-knowledge http://127.0.0.1:9000/global/health"
+    )?;
+    Ok(())
+}
+
+async fn doctor(args: HostArgs) -> anyhow::Result<()> {
+    let config_line = match (&args.destination, &args.config) {
+        (Some(_), _) => None,
+        (None, explicit) => {
+            let home = home()?;
+            let loaded = config::load(explicit.as_deref(), &home)?;
+            Some(format!(
+                "{} is valid (providers: {})",
+                loaded.source,
+                loaded.options.provider_names().join(", ")
+            ))
+        }
+    };
+    let mut resolved = resolve(&args, "", "", None)?;
+    make_interactive(&mut resolved, false);
+    let mut out = std::io::stdout();
+    let ok = local::doctor::run(&resolved.connector, config_line, &mut |check| {
+        let _ignored = writeln!(out, "{check}");
+    })
+    .await;
+    if ok {
+        writeln!(std::io::stdout(), "All checks passed.")?;
+        Ok(())
+    } else {
+        bail!("some checks failed (see the fixes above)")
+    }
+}
+
 async fn install(args: InstallArgs) -> anyhow::Result<()> {
-    let resolved = resolve(&args.host, "", "", None)?;
+    let mut resolved = resolve(&args.host, "", "", None)?;
+    make_interactive(&mut resolved, false);
     let (probe, installed, version) = resolved
         .connector
         .install(args.force, &mut progress)
@@ -579,6 +704,8 @@ fn main() -> ExitCode {
             Command::Install(args) => install(args).await,
             Command::Health(args) => health(args).await,
             Command::Resolve(args) => resolve_command(args),
+            Command::Setup(args) => setup(args).await,
+            Command::Doctor(args) => doctor(args).await,
         }
     });
     let code = match result {

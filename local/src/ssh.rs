@@ -53,6 +53,8 @@ pub struct Target {
     pub keepalive_max: usize,
     /// `SSH_AUTH_SOCK` (or `IdentityAgent`) to use; `None` disables the agent.
     pub agent: Option<PathBuf>,
+    /// Whether a person may be asked for passwords and passphrases at the terminal.
+    pub interactive: bool,
 }
 
 /// Tunables that do not come from `~/.ssh/config`.
@@ -66,6 +68,8 @@ pub struct Tuning {
     pub keepalive_interval: Duration,
     /// Keepalives before giving up.
     pub keepalive_max: usize,
+    /// Whether prompts at the terminal are allowed.
+    pub interactive: bool,
 }
 
 impl Default for Tuning {
@@ -75,6 +79,7 @@ impl Default for Tuning {
             connect_timeout: Duration::from_secs(15),
             keepalive_interval: Duration::from_secs(15),
             keepalive_max: 3,
+            interactive: false,
         }
     }
 }
@@ -314,6 +319,7 @@ fn target_from_settings(
             .server_alive_count_max
             .map_or(tuning.keepalive_max, |n| n as usize),
         agent,
+        interactive: tuning.interactive,
     }
 }
 
@@ -348,6 +354,8 @@ pub struct Connection {
     pub target: Target,
     /// Negotiated cipher, for diagnostics.
     pub cipher: String,
+    /// How authentication succeeded (`agent key SHA256:…`, `key ~/.ssh/id_ed25519`, `password`).
+    pub auth_method: String,
     // Jump connections must outlive the tunnel through them.
     _jumps: Vec<Handle<Client>>,
 }
@@ -435,6 +443,23 @@ impl Client {
                 line,
                 fingerprint,
             }),
+            Verdict::Unknown
+                if self.policy == HostKeyChecking::Ask && crate::terminal::is_interactive() =>
+            {
+                let question = format!(
+                    "The authenticity of host '{entry}' can't be established.\n{key_type} key fingerprint is {fingerprint}.\nThis key is not known by any other names.\nAre you sure you want to continue connecting"
+                );
+                let yes = crate::terminal::confirm(&question)
+                    .map_err(|err| SshError::Exec(format!("cannot ask at the terminal: {err}")))?;
+                if !yes {
+                    return Err(SshError::Exec(format!("host key for {entry} not accepted")));
+                }
+                let file = self.known_hosts.first().cloned().unwrap_or_default();
+                let line = known_hosts::append(&file, &self.entry_host, self.port, &key)
+                    .map_err(SshError::KnownHosts)?;
+                tracing::info!(%entry, %fingerprint, file = %file.display(), line, "recorded the host key");
+                Ok(fingerprint)
+            }
             Verdict::Unknown if self.policy == HostKeyChecking::AcceptNew => {
                 let file = self.known_hosts.first().cloned().unwrap_or_default();
                 known_hosts::append(&file, &self.entry_host, self.port, &key)
@@ -569,7 +594,7 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
         };
         let handle = match tokio::time::timeout(deadline, connect_one(hop, previous.as_ref())).await
         {
-            Ok(Ok((handle, _, _))) => handle,
+            Ok(Ok((handle, _, _, _))) => handle,
             Ok(Err(err)) => return Err(wrap(err)),
             Err(_) => {
                 return Err(wrap(SshError::Timeout {
@@ -584,7 +609,7 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
         }
         previous = Some(handle);
     }
-    let (handle, fingerprint, cipher) =
+    let (handle, fingerprint, cipher, auth_method) =
         tokio::time::timeout(deadline, connect_one(target, previous.as_ref()))
             .await
             .map_err(|_| timeout_error())??;
@@ -594,6 +619,7 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
         fingerprint,
         target: target.clone(),
         cipher,
+        auth_method,
         _jumps: jumps,
     })
 }
@@ -601,7 +627,7 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
 async fn connect_one(
     target: &Target,
     via: Option<&Handle<Client>>,
-) -> Result<(Handle<Client>, String, String), SshError> {
+) -> Result<(Handle<Client>, String, String, String), SshError> {
     let observed = Arc::new(Mutex::new(Observed::default()));
     let ssh_args = if target.port == 22 {
         format!("{}@{}", target.user, target.host)
@@ -652,9 +678,9 @@ async fn connect_one(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .verdict
-        .clone();
-    let mut handle = match (connected, observed_verdict) {
-        (Ok(handle), Some(HostKeyOutcome::Trusted { .. })) => handle,
+        .take();
+    let (mut handle, fingerprint) = match (connected, observed_verdict) {
+        (Ok(handle), Some(HostKeyOutcome::Trusted { fingerprint })) => (handle, fingerprint),
         (_, Some(HostKeyOutcome::Refused(err))) => {
             return Err(
                 Arc::try_unwrap(err).unwrap_or_else(|shared| SshError::Exec(shared.to_string()))
@@ -667,17 +693,8 @@ async fn connect_one(
             ));
         }
     };
-    let fingerprint = match observed
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .verdict
-        .clone()
-    {
-        Some(HostKeyOutcome::Trusted { fingerprint }) => fingerprint,
-        _ => String::new(),
-    };
     set_quickack(quickack.as_ref());
-    authenticate(&mut handle, target).await?;
+    let auth_method = authenticate(&mut handle, target).await?;
     set_quickack(quickack.as_ref());
     let cipher = observed
         .lock()
@@ -685,7 +702,7 @@ async fn connect_one(
         .cipher
         .clone()
         .unwrap_or_default();
-    Ok((handle, fingerprint, cipher))
+    Ok((handle, fingerprint, cipher, auth_method))
 }
 
 /// sshd keeps Nagle on until a session starts, and our delayed ACKs then hold its small
@@ -727,7 +744,9 @@ async fn tcp_connect(host: &str, port: u16) -> Result<tokio::net::TcpStream, Ssh
     Err(error(last))
 }
 
-async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<(), SshError> {
+/// Authenticates: ssh-agent keys, then identity files, then (only when a person is at the
+/// terminal) password or keyboard-interactive. Returns how it succeeded, for messages.
+async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<String, SshError> {
     let mut tried: Vec<String> = Vec::new();
     let protocol_error = |source: russh::Error| SshError::Protocol {
         host: target.host.clone(),
@@ -739,7 +758,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
         .await
         .map_err(protocol_error)?
         .flatten();
-    let mut methods: Option<String> = None;
+    let mut methods: Option<russh::MethodSet> = None;
 
     let wanted_pubkeys: Vec<PublicKey> = target
         .identity_files
@@ -776,14 +795,15 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
                             .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
                             .await
                         {
-                            Ok(result) if result.success() => return Ok(()),
+                            Ok(client::AuthResult::Success) => {
+                                return Ok(format!("agent key {fingerprint}"));
+                            }
                             Ok(client::AuthResult::Failure {
                                 remaining_methods, ..
                             }) => {
-                                methods = Some(format!("{remaining_methods:?}"));
+                                methods = Some(remaining_methods);
                                 tried.push(format!("agent key {fingerprint} (rejected)"));
                             }
-                            Ok(_) => tried.push(format!("agent key {fingerprint} (rejected)")),
                             Err(err) => {
                                 tried.push(format!("agent key {fingerprint} (agent error: {err})"))
                             }
@@ -813,6 +833,21 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
         }
         let key = match russh::keys::load_secret_key(path, None) {
             Ok(key) => key,
+            Err(russh::keys::Error::KeyIsEncrypted) if target.interactive => {
+                let prompt = format!("Enter passphrase for key '{shown}': ");
+                let passphrase = crate::terminal::password(&prompt).map_err(|err| {
+                    SshError::Exec(format!(
+                        "cannot read the passphrase from the terminal: {err}"
+                    ))
+                })?;
+                match russh::keys::load_secret_key(path, Some(&passphrase)) {
+                    Ok(key) => key,
+                    Err(err) => {
+                        tried.push(format!("{shown} (cannot decrypt: {err})"));
+                        continue;
+                    }
+                }
+            }
             Err(russh::keys::Error::KeyIsEncrypted) => {
                 tried.push(format!("{shown} (encrypted; not in the agent)"));
                 encrypted.push(path.clone());
@@ -833,15 +868,53 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
             .authenticate_publickey(target.user.clone(), key)
             .await
         {
-            Ok(result) if result.success() => return Ok(()),
+            Ok(client::AuthResult::Success) => return Ok(format!("key {shown}")),
             Ok(client::AuthResult::Failure {
                 remaining_methods, ..
             }) => {
-                methods = Some(format!("{remaining_methods:?}"));
+                methods = Some(remaining_methods);
                 tried.push(format!("{shown} (rejected)"));
             }
-            Ok(_) => tried.push(format!("{shown} (rejected)")),
             Err(err) => return Err(protocol_error(err)),
+        }
+    }
+
+    if methods.is_none() {
+        // Nothing offered a key: ask which methods exist at all.
+        if let Ok(client::AuthResult::Failure {
+            remaining_methods, ..
+        }) = handle.authenticate_none(target.user.clone()).await
+        {
+            methods = Some(remaining_methods);
+        }
+    }
+    let offers = |kind: russh::MethodKind| methods.as_ref().is_some_and(|m| m.contains(&kind));
+    let password_possible =
+        offers(russh::MethodKind::Password) || offers(russh::MethodKind::KeyboardInteractive);
+    if target.interactive && password_possible {
+        for attempt in 1..=3 {
+            let prompt = format!("{}@{}'s password: ", target.user, target.host);
+            let password = crate::terminal::password(&prompt).map_err(|err| {
+                SshError::Exec(format!("cannot read the password from the terminal: {err}"))
+            })?;
+            if offers(russh::MethodKind::Password) {
+                match handle
+                    .authenticate_password(target.user.clone(), password.clone())
+                    .await
+                {
+                    Ok(client::AuthResult::Success) => return Ok("password".into()),
+                    Ok(_) => {}
+                    Err(err) => return Err(protocol_error(err)),
+                }
+            }
+            if offers(russh::MethodKind::KeyboardInteractive)
+                && keyboard_interactive(handle, &target.user, &password)
+                    .await
+                    .map_err(protocol_error)?
+            {
+                return Ok("keyboard-interactive".into());
+            }
+            tried.push(format!("password (attempt {attempt}, rejected)"));
         }
     }
 
@@ -856,10 +929,14 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
                 .join(" ")
         ));
     }
-    if let Some(methods) = methods {
-        hint.push_str(&format!(". The server accepts: {methods}"));
-        if !methods.contains("PUBLICKEY") && !methods.to_lowercase().contains("publickey") {
-            hint.push_str(". For password-only hosts run scripts/setup-host.sh to install a key");
+    if let Some(methods) = &methods {
+        let names: Vec<&str> = methods.iter().map(<&str>::from).collect();
+        hint.push_str(&format!(". The server accepts: {}", names.join(", ")));
+        if password_possible && !target.interactive {
+            hint.push_str(&format!(
+                ". Password logins need a person at a terminal: run `scripts/setup-host.sh {} {} {}` once to install a key",
+                target.host, target.user, target.port
+            ));
         }
     }
     if tried.is_empty() {
@@ -872,6 +949,40 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
         tried: tried.join(", "),
         hint,
     })
+}
+
+/// Answers keyboard-interactive prompts: the password for hidden prompts, nothing else.
+async fn keyboard_interactive(
+    handle: &mut Handle<Client>,
+    user: &str,
+    password: &str,
+) -> Result<bool, russh::Error> {
+    let mut response = handle
+        .authenticate_keyboard_interactive_start(user, None)
+        .await?;
+    // Servers may send several rounds (including empty ones); a few are plenty.
+    for _ in 0..5 {
+        match response {
+            client::KeyboardInteractiveAuthResponse::Success => return Ok(true),
+            client::KeyboardInteractiveAuthResponse::Failure { .. } => return Ok(false),
+            client::KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                let answers = prompts
+                    .iter()
+                    .map(|p| {
+                        if p.echo {
+                            String::new()
+                        } else {
+                            password.to_owned()
+                        }
+                    })
+                    .collect();
+                response = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await?;
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Output of a finished remote command.
@@ -943,13 +1054,31 @@ impl Connection {
     ///
     /// [`SshError::Exec`] when it cannot be started.
     pub async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, SshError> {
+        self.run_with_progress(command, stdin, &mut |_, _| {}).await
+    }
+
+    /// Like [`Connection::run`], reporting (bytes sent, total) while feeding `stdin`.
+    ///
+    /// # Errors
+    ///
+    /// [`SshError::Exec`] when it cannot be started.
+    pub async fn run_with_progress(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<Output, SshError> {
         let mut channel = self.exec(command).await?;
         if let Some(input) = stdin {
             let mut writer = channel.make_writer();
-            writer
-                .write_all(input)
-                .await
-                .map_err(|err| SshError::Exec(format!("cannot send input: {err}")))?;
+            let total = input.len() as u64;
+            for (index, chunk) in input.chunks(256 << 10).enumerate() {
+                writer
+                    .write_all(chunk)
+                    .await
+                    .map_err(|err| SshError::Exec(format!("cannot send input: {err}")))?;
+                progress(((index * (256 << 10)) + chunk.len()) as u64, total);
+            }
             writer
                 .shutdown()
                 .await

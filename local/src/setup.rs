@@ -1,0 +1,272 @@
+//! `opencode-remote setup`: prepare a host once, as a person at a terminal (binary install only:
+//! nothing keeps running on the host afterwards; the plugin starts the stub per connection).
+//!
+//! 1. SSH, verifying the host key: an unknown key is shown with its `SHA256:` fingerprint and
+//!    recorded only after the person confirms (or with `--accept-new`); a changed key is always
+//!    refused.
+//! 2. If no key works but the host takes passwords: with a person at the terminal (or `sshpass`
+//!    answering the prompt), log in with the password and install a dedicated key
+//!    (`~/.ssh/opencode-remote-<host>`); without one, print the exact manual steps.
+//! 3. Probe the platform, install or upgrade the stub, run its `--version`.
+//! 4. Say how to test it by hand.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::bootstrap::{self, Installed, Probe};
+use crate::connector::Connector;
+use crate::quote;
+use crate::ssh::{self, SshError, Target};
+use crate::stubs;
+
+/// What setup did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Platform.
+    pub probe: Probe,
+    /// Install result.
+    pub installed: Installed,
+    /// `opencode-remote-stub --version` on the host.
+    pub version: String,
+    /// The key installed for a password-only host.
+    pub key_installed: Option<PathBuf>,
+    /// How SSH authentication succeeded.
+    pub auth_method: String,
+    /// Host key fingerprint.
+    pub fingerprint: String,
+}
+
+/// Setup failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// SSH failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// Installing failed.
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::BootstrapError),
+    /// Password-only host and nobody to type the password.
+    #[error("{0}")]
+    NeedsManualKey(String),
+    /// Key generation or installation failed.
+    #[error("{0}")]
+    Key(String),
+}
+
+/// Where the dedicated key for `host` lives.
+pub fn key_path(home: &Path, host: &str) -> PathBuf {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    home.join(".ssh").join(format!("opencode-remote-{safe}"))
+}
+
+/// Generates an ed25519 key pair at `path` (with `ssh-keygen`) unless it exists; returns the
+/// public key line.
+///
+/// # Errors
+///
+/// When `ssh-keygen` is missing or fails.
+pub fn ensure_key(path: &Path) -> Result<String, SetupError> {
+    let public = PathBuf::from(format!("{}.pub", path.display()));
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|err| {
+                    SetupError::Key(format!("cannot create {}: {err}", dir.display()))
+                })?;
+        }
+        let output = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "opencode-remote",
+                "-f",
+            ])
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|err| {
+                SetupError::Key(format!(
+                    "cannot run ssh-keygen to create {}: {err}",
+                    path.display()
+                ))
+            })?;
+        if !output.status.success() {
+            return Err(SetupError::Key(format!(
+                "ssh-keygen failed for {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    let line = std::fs::read_to_string(&public)
+        .map_err(|err| SetupError::Key(format!("cannot read {}: {err}", public.display())))?;
+    Ok(line.trim().to_owned())
+}
+
+/// The manual steps for a password-only host when nobody can type the password here.
+pub fn manual_steps(target: &Target, key: &Path, public: &str) -> String {
+    let port = if target.port == 22 {
+        String::new()
+    } else {
+        format!("-p {} ", target.port)
+    };
+    format!(
+        "no key is accepted by {user}@{host} and no password can be asked here (no terminal; for \
+         unattended runs set SSHPASS and install sshpass). Install this key on the host by hand:\n\
+         \x20 1. log in with your password:  ssh {port}{user}@{host}\n\
+         \x20 2. on the host, run:  umask 077; mkdir -p ~/.ssh && printf '%s\\n' {line} >> ~/.ssh/authorized_keys\n\
+         \x20 3. then again:  scripts/setup-host.sh {host} {user} {p} {key}",
+        user = target.user,
+        host = target.host,
+        p = target.port,
+        line = quote::sh(public),
+        key = key.display(),
+    )
+}
+
+/// Runs setup. `step` receives one human-readable line per step.
+///
+/// # Errors
+///
+/// See [`SetupError`]; every message says what to do.
+pub async fn run(
+    connector: &Connector,
+    home: &Path,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> Result<Outcome, SetupError> {
+    let target = &connector.target;
+    let started = Instant::now();
+    step(&format!(
+        "connecting to {}@{}:{}",
+        target.user, target.host, target.port
+    ));
+    let mut key_installed = None;
+    let connection = match ssh::connect(target).await {
+        Ok(connection) => connection,
+        Err(SshError::Auth { hint, .. }) if hint.contains("password") && !target.interactive => {
+            let key = key_path(home, &target.host);
+            let public = ensure_key(&key)?;
+            return Err(SetupError::NeedsManualKey(manual_steps(
+                target, &key, &public,
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    step(&format!(
+        "host key {} verified; logged in with {} ({} ms)",
+        connection.fingerprint,
+        connection.auth_method,
+        started.elapsed().as_millis()
+    ));
+    let mut connection = connection;
+    if matches!(
+        connection.auth_method.as_str(),
+        "password" | "keyboard-interactive"
+    ) {
+        let key = key_path(home, &target.host);
+        let public = ensure_key(&key)?;
+        step(&format!(
+            "installing key {} for {}@{}",
+            key.display(),
+            target.user,
+            target.host
+        ));
+        let script = "umask 077; mkdir -p \"$HOME/.ssh\" && touch \"$HOME/.ssh/authorized_keys\" && \
+                      { grep -qxF \"$1\" \"$HOME/.ssh/authorized_keys\" || printf '%s\\n' \"$1\" >> \"$HOME/.ssh/authorized_keys\"; }";
+        let command = format!(
+            "exec /bin/sh -c {} sh {}",
+            quote::sh(script),
+            quote::sh(&public)
+        );
+        let output = connection.run(&command, None).await?;
+        if output.status != Some(0) {
+            return Err(SetupError::Key(format!(
+                "installing the key on the host failed: {}",
+                output.diagnostic()
+            )));
+        }
+        // Prove the key works on its own before relying on it.
+        let mut keyed = target.clone();
+        keyed.identity_files = vec![key.clone()];
+        keyed.explicit_identity = true;
+        keyed.identities_only = true;
+        keyed.agent = None;
+        keyed.interactive = false;
+        connection.close().await;
+        connection = ssh::connect(&keyed).await?;
+        step(&format!(
+            "the key works: logged in with {}",
+            connection.auth_method
+        ));
+        key_installed = Some(key);
+    }
+    step("probing the host");
+    let probe = bootstrap::probe(&connection, &connector.root).await?;
+    step(&format!(
+        "{} {} (kernel {}), home {}",
+        probe.os, probe.arch, probe.kernel, probe.home
+    ));
+    let stub = stubs::for_arch(&probe.arch).map_err(bootstrap::BootstrapError::from)?;
+    let mut last_percent = u64::MAX;
+    let mut report = |sent: u64, total: u64| {
+        let percent = (sent * 100).checked_div(total).unwrap_or(100);
+        if percent / 25 != last_percent / 25 || sent == total {
+            last_percent = percent;
+            tracing::info!("uploading the stub: {sent}/{total} bytes ({percent}%)");
+        }
+    };
+    if probe.installed != stub.identity {
+        step(&format!(
+            "installing opencode-remote-stub ({} bytes) into {}/bin",
+            stub.bytes.len(),
+            connector.root
+        ));
+    }
+    let installed = bootstrap::install(
+        &connection,
+        &connector.root,
+        &probe,
+        &stub,
+        false,
+        &mut report,
+    )
+    .await?;
+    let stub_path = format!(
+        "{}/bin/opencode-remote-stub",
+        crate::connector::expand_root(&connector.root, &probe.home)
+    );
+    let output = connection
+        .run(&format!("exec {} --version", quote::sh(&stub_path)), None)
+        .await?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    step(&format!("{stub_path} --version: {version}"));
+    let fingerprint = connection.fingerprint.clone();
+    let auth_method = connection.auth_method.clone();
+    connection.close().await;
+    Ok(Outcome {
+        probe,
+        installed,
+        version,
+        key_installed,
+        auth_method,
+        fingerprint,
+    })
+}

@@ -1,0 +1,71 @@
+//! Questions to the person at the terminal (`/dev/tty`): host key confirmation and passwords.
+//!
+//! Prompts go to the terminal itself, never to stdout (which carries machine-readable output)
+//! and never through argv or logs. Passwords are read with echo off. `sshpass -e` can answer the
+//! password prompt: it looks for "assword" on the terminal it provides.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+
+use rustix::termios::{self, LocalModes, OptionalActions};
+
+/// Whether a person can be asked: a controlling terminal exists and stdin is it (so the plugin,
+/// which runs the binary without a terminal, never blocks on a prompt).
+pub fn is_interactive() -> bool {
+    rustix::termios::isatty(rustix::stdio::stdin())
+        && OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+}
+
+fn tty() -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open("/dev/tty")
+}
+
+fn read_line(tty: &File) -> std::io::Result<String> {
+    let mut line = String::new();
+    BufReader::new(tty).read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Asks a yes/no question; only an explicit `yes` counts (like OpenSSH).
+///
+/// # Errors
+///
+/// When the terminal cannot be used.
+pub fn confirm(question: &str) -> std::io::Result<bool> {
+    let mut tty = tty()?;
+    loop {
+        write!(tty, "{question} (yes/no): ")?;
+        tty.flush()?;
+        match read_line(&tty)?.trim().to_ascii_lowercase().as_str() {
+            "yes" => return Ok(true),
+            "no" | "" => return Ok(false),
+            _ => writeln!(tty, "Please type 'yes' or 'no'.")?,
+        }
+    }
+}
+
+/// Reads a password with echo off.
+///
+/// # Errors
+///
+/// When the terminal cannot be used.
+pub fn password(prompt: &str) -> std::io::Result<String> {
+    let mut tty = tty()?;
+    write!(tty, "{prompt}")?;
+    tty.flush()?;
+    let saved = termios::tcgetattr(&tty)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    termios::tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
+    let line = read_line(&tty);
+    // Restore echo whatever happened.
+    let restored = termios::tcsetattr(&tty, OptionalActions::Flush, &saved);
+    let line = line?;
+    restored?;
+    Ok(line)
+}

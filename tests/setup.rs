@@ -1,0 +1,271 @@
+//! `opencode-remote setup` and `doctor` (and scripts/setup-host.sh) against real sshds.
+
+use std::process::Command;
+use std::time::Instant;
+
+use integration_tests::bins::{destination, local};
+use integration_tests::require_sshd;
+use integration_tests::sshd::{KnownHosts, Sshd};
+
+fn output(command: &mut Command) -> (bool, String, String) {
+    let out = command.stdin(std::process::Stdio::null()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("$ {command:?}\n{stdout}{stderr}");
+    (out.status.success(), stdout, stderr)
+}
+
+fn setup_host_script() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-host.sh")
+}
+
+/// scripts/setup-host.sh with the harness's local HOME and our freshly built binary.
+fn script(sshd: &Sshd) -> Command {
+    let mut command = Command::new(setup_host_script());
+    command
+        .env("HOME", sshd.local_home())
+        .env("OPENCODE_REMOTE_BIN", integration_tests::bins::local_bin())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSHPASS");
+    command
+}
+
+#[test]
+fn doctor_should_pass_on_a_healthy_host_and_explain_a_missing_stub() {
+    let sshd = require_sshd!();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(!ok, "no stub yet: doctor must fail");
+    assert!(
+        stdout.contains("[FAIL] stub") && stdout.contains("fix: opencode-remote install"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[ ok ] tcp")
+            && stdout.contains("[ ok ] host key")
+            && stdout.contains("[ ok ] auth"),
+        "{stdout}"
+    );
+    let (ok, _, _) = output(local(&sshd).args(["install", &destination(&sshd)]));
+    assert!(ok);
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(ok, "{stdout}");
+    for step in [
+        "dns",
+        "tcp",
+        "host key",
+        "auth",
+        "shell",
+        "install root",
+        "stub",
+        "handshake",
+    ] {
+        assert!(
+            stdout.contains(&format!("[ ok ] {step}")),
+            "{step}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("All checks passed."));
+}
+
+#[test]
+fn doctor_should_diagnose_host_key_auth_and_network_problems() {
+    let sshd = require_sshd!(Sshd::builder().known_hosts(KnownHosts::Empty));
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] host key") && stdout.contains("--accept-new"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&sshd.host_key_fingerprint()), "{stdout}");
+
+    let sshd = require_sshd!(Sshd::builder().known_hosts(KnownHosts::Wrong));
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] host key") && stdout.contains("ssh-keygen -R"),
+        "{stdout}"
+    );
+
+    let sshd = require_sshd!();
+    let wrong = sshd.unauthorized_key().to_str().unwrap().to_owned();
+    std::fs::remove_file(sshd.user_key()).unwrap();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd), "-i", &wrong]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] auth") && stdout.contains("setup-host.sh"),
+        "{stdout}"
+    );
+
+    // Nothing listens on the port any more.
+    let mut sshd = require_sshd!();
+    let dest = destination(&sshd);
+    sshd.stop();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &dest]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] tcp") && stdout.contains("is sshd running"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn doctor_should_warn_about_login_noise_and_refuse_a_noexec_install_root() {
+    let sshd = require_sshd!(Sshd::builder().login_noise("Welcome, have a nice day!\n"));
+    let (_, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(
+        stdout.contains("[warn] shell") && stdout.contains("Welcome, have a nice day"),
+        "{stdout}"
+    );
+
+    // A noexec file system as the install root (a tmpfs mounted for this test only).
+    let noexec = sshd.remote_home().join("noexec");
+    std::fs::create_dir_all(&noexec).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,size=16m", "tmpfs"])
+        .arg(&noexec)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs (root needed) in CI"
+        );
+        eprintln!("SKIP: cannot mount a noexec tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(noexec.clone());
+    let options = sshd.dir().join("options.json");
+    std::fs::write(
+        &options,
+        serde_json::json!({
+            "installRoot": noexec.join(".opencode-remote"),
+            "providers": { "default": { "hosts": [{ "name": "h", "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" } }] } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, stdout, _) = output(local(&sshd).args([
+        "doctor",
+        "--config",
+        options.to_str().unwrap(),
+        "--host",
+        "h",
+    ]));
+    assert!(!ok);
+    assert!(stdout.contains("[ ok ] config"), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] install root")
+            && stdout.contains("noexec")
+            && stdout.contains("installRoot"),
+        "{stdout}"
+    );
+    // install says the same.
+    let (ok, _, stderr) = output(local(&sshd).args([
+        "install",
+        "--config",
+        options.to_str().unwrap(),
+        "--host",
+        "h",
+    ]));
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot run") && stderr.contains("noexec"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn setup_host_should_install_and_be_a_fast_no_op_the_second_time() {
+    let sshd = require_sshd!();
+    let port = sshd.port().to_string();
+    let (ok, stdout, stderr) = output(script(&sshd).args(["127.0.0.1", "root", &port]));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("opencode-remote-stub: installed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("curl --http2-prior-knowledge"), "{stdout}");
+    assert!(stdout.contains("Nothing was started on the host"));
+    assert!(
+        sshd.remote_home()
+            .join(".opencode-remote/bin/opencode-remote-stub")
+            .is_file()
+    );
+    // Nothing keeps running on the host.
+    assert!(
+        !std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    String::from_utf8_lossy(&c)
+                        .contains(&format!("{}", sshd.remote_home().display()))
+                        && String::from_utf8_lossy(&c).contains("--stdio")
+                })
+            })
+    );
+    let started = Instant::now();
+    let (ok, stdout, _) = output(script(&sshd).args(["127.0.0.1", "root", &port]));
+    assert!(ok);
+    assert!(stdout.contains("already up to date"), "{stdout}");
+    eprintln!("second run took {:?}", started.elapsed());
+
+    // An upgrade replaces an older build.
+    let stub = sshd
+        .remote_home()
+        .join(".opencode-remote/bin/opencode-remote-stub");
+    std::fs::write(
+        stub.with_file_name("opencode-remote-stub.id"),
+        "0.0.1 1 1\n",
+    )
+    .unwrap();
+    let (ok, stdout, _) = output(script(&sshd).args(["127.0.0.1", "root", &port]));
+    assert!(ok);
+    assert!(stdout.contains("upgraded (was 0.0.1 1 1)"), "{stdout}");
+}
+
+#[test]
+fn setup_host_should_record_an_unknown_key_only_when_asked() {
+    let sshd = require_sshd!(Sshd::builder().known_hosts(KnownHosts::Empty));
+    let port = sshd.port().to_string();
+    // No terminal and no flag: refuse, show the fingerprint, say which flag to use.
+    let (ok, _, stderr) = output(script(&sshd).args(["127.0.0.1", "root", &port]));
+    assert!(!ok);
+    assert!(
+        stderr.contains(&sshd.host_key_fingerprint()) && stderr.contains("--accept-new"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_to_string(sshd.known_hosts_path())
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    );
+    let (ok, _, stderr) = output(script(&sshd).args(["--accept-new", "127.0.0.1", "root", &port]));
+    assert!(ok, "{stderr}");
+    let known = std::fs::read_to_string(sshd.known_hosts_path()).unwrap();
+    assert!(known.contains(&format!("[127.0.0.1]:{port}")), "{known}");
+
+    // A changed key is refused even with --accept-new.
+    let sshd = require_sshd!(Sshd::builder().known_hosts(KnownHosts::Wrong));
+    let port = sshd.port().to_string();
+    let (ok, _, stderr) = output(script(&sshd).args(["--accept-new", "127.0.0.1", "root", &port]));
+    assert!(!ok);
+    assert!(stderr.contains("has changed"), "{stderr}");
+}
+
+#[test]
+fn setup_host_should_explain_its_usage() {
+    let sshd = require_sshd!();
+    let (ok, _, stderr) = output(script(&sshd).args(["only-one-arg"]));
+    assert!(!ok);
+    assert!(stderr.contains("usage: setup-host.sh"), "{stderr}");
+    let (ok, _, stderr) = output(script(&sshd).args(["host", "user", "notaport"]));
+    assert!(!ok);
+    assert!(stderr.contains("port"), "{stderr}");
+}
