@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian/Ubuntu machine:
 #   - OpenSSH server and client (the tests start their own throwaway sshd on 127.0.0.1),
-#   - small tools the tests use (file, socat, curl, sshpass),
+#   - small tools the tests use (file, socat, curl, sshpass, git, python3-seccomp),
 #   - the real OpenCode 1.18.33 from npm, into .cache/opencode (for the end-to-end tests).
 # Idempotent: skips what is already there. Set SKIP_OPENCODE=1 to skip the npm part.
 set -euo pipefail
@@ -18,6 +18,9 @@ command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
 command -v cksum >/dev/null 2>&1 || need_apt+=(coreutils)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+# The old-kernel test runs the stub under a seccomp filter (../shared/tools/oldkernel_exec.py).
+/usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_apt+=(python3-seccomp)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

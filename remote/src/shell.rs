@@ -455,6 +455,18 @@ async fn execute(
     }
     let status = status.flatten();
     let mut rendered = output.render();
+    // Like OpenCode, the running part carries the output before the part completes, so clients
+    // that render running tools show it (and the event sequence matches a real server's).
+    if rendered != last_sent
+        && !rendered.is_empty()
+        && let Ok(store) = app.store().await
+    {
+        part["state"]["metadata"] = json!({ "output": rendered });
+        let data = json!({ "sessionID": session_id, "part": part, "time": ids::now_ms() });
+        if let Err(err) = store.append(session_id, "message.part.updated.1", data) {
+            tracing::warn!(%err, "cannot log the final output");
+        }
+    }
     if aborted {
         return Finished::Aborted(rendered);
     }
