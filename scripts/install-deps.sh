@@ -19,6 +19,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
 command -v cksum >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# The ProxyJump tests put hosts in network namespaces.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The old-kernel test runs the stub under a seccomp filter (../shared/tools/oldkernel_exec.py).
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_apt+=(python3-seccomp)
 

@@ -38,9 +38,13 @@ fi
 here=$(cd "$(dirname "$0")" && pwd)
 find_binary() {
   if [ -n "${OPENCODE_REMOTE_BIN:-}" ]; then echo "$OPENCODE_REMOTE_BIN"; return; fi
-  for candidate in "$here/opencode-remote" "$here/../target/release/opencode-remote" "$here/../target/debug/opencode-remote"; do
-    if [ -x "$candidate" ]; then echo "$candidate"; return; fi
+  if [ -x "$here/opencode-remote" ]; then echo "$here/opencode-remote"; return; fi
+  # In the repository: the newer of the release and debug builds.
+  newest=""
+  for candidate in "$here/../target/release/opencode-remote" "$here/../target/debug/opencode-remote"; do
+    if [ -x "$candidate" ] && { [ -z "$newest" ] || [ "$candidate" -nt "$newest" ]; }; then newest=$candidate; fi
   done
+  if [ -n "$newest" ]; then echo "$newest"; return; fi
   if command -v opencode-remote >/dev/null 2>&1; then command -v opencode-remote; return; fi
   echo "setup-host.sh: cannot find the opencode-remote binary (build it with 'cargo build --release' or put it on PATH)" >&2
   exit 1

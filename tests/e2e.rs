@@ -1,5 +1,8 @@
 //! End-to-end tests: real sshd, real binaries, real OpenCode. One test binary (see Cargo.toml).
+mod config_cli;
 mod foundation;
+mod jump;
+mod old_kernel;
 mod opencode;
 mod setup;
 mod workspace_api;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-const FILTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/tools/oldkernel_exec.py");
+const FILTER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/tools/oldkernel_exec.py"
+);
 
 fn filter_available() -> bool {
     let ok = Path::new(FILTER).is_file()
@@ -17,7 +20,8 @@ fn filter_available() -> bool {
             .status()
             .is_ok_and(|s| s.success());
     if !ok {
-        let reason = "the old-kernel filter needs ../shared/tools/oldkernel_exec.py and python3-seccomp";
+        let reason =
+            "the old-kernel filter needs ../shared/tools/oldkernel_exec.py and python3-seccomp";
         assert!(std::env::var_os("CI").is_none(), "{reason}");
         eprintln!("SKIP: {reason}");
     }
@@ -31,7 +35,11 @@ struct Stub {
 
 impl Stub {
     async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let request = http::Request::builder().method(method).uri(format!("http://stub{path}")).body(()).unwrap();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://stub{path}"))
+            .body(())
+            .unwrap();
         let mut client = self.client.clone().ready().await.unwrap();
         let (response, mut send) = client.send_request(request, body.is_none()).unwrap();
         if let Some(body) = body {
@@ -46,7 +54,10 @@ impl Stub {
             body.flow_control().release_capacity(chunk.len()).unwrap();
             bytes.extend_from_slice(&chunk);
         }
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -60,7 +71,11 @@ fn the_stub_should_work_without_syscalls_newer_than_linux_3_10() {
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(project.join("notes.txt"), "needle in a haystack\n").unwrap();
     let stub = integration_tests::bins::static_stub();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let mut child = tokio::process::Command::new("/usr/bin/python3")
             .arg(FILTER)
@@ -83,14 +98,22 @@ fn the_stub_should_work_without_syscalls_newer_than_linux_3_10() {
 
         let (status, health) = stub.request("GET", "/global/health", None).await;
         assert_eq!(status, 200, "{health}");
-        let (status, session) = stub.request("POST", "/session", Some(json!({ "title": "old kernel" }))).await;
+        let (status, session) = stub
+            .request("POST", "/session", Some(json!({ "title": "old kernel" })))
+            .await;
         assert_eq!(status, 200, "{session}");
         let id = session["id"].as_str().unwrap().to_owned();
 
         // The shell waits for a permission answer; answer it from a second stream.
         let asker = stub.clone();
         let shell = tokio::spawn(async move {
-            asker.request("POST", &format!("/session/{id}/shell"), Some(json!({ "agent": "build", "command": "cat notes.txt; echo done" }))).await
+            asker
+                .request(
+                    "POST",
+                    &format!("/session/{id}/shell"),
+                    Some(json!({ "agent": "build", "command": "cat notes.txt; echo done" })),
+                )
+                .await
         });
         let mut pending = Value::Null;
         for _ in 0..100 {
@@ -101,12 +124,24 @@ fn the_stub_should_work_without_syscalls_newer_than_linux_3_10() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let request_id = pending[0]["id"].as_str().expect("a permission request").to_owned();
-        let (status, _) = stub.request("POST", &format!("/permission/{request_id}/reply"), Some(json!({ "reply": "always" }))).await;
+        let request_id = pending[0]["id"]
+            .as_str()
+            .expect("a permission request")
+            .to_owned();
+        let (status, _) = stub
+            .request(
+                "POST",
+                &format!("/permission/{request_id}/reply"),
+                Some(json!({ "reply": "always" })),
+            )
+            .await;
         assert_eq!(status, 200);
         let (status, result) = shell.await.unwrap();
         assert_eq!(status, 200, "{result}");
-        assert_eq!(result["parts"][0]["state"]["output"], "needle in a haystack\ndone\n");
+        assert_eq!(
+            result["parts"][0]["state"]["output"],
+            "needle in a haystack\ndone\n"
+        );
 
         let (status, listing) = stub.request("GET", "/file?path=.", None).await;
         assert_eq!(status, 200);
@@ -117,11 +152,19 @@ fn the_stub_should_work_without_syscalls_newer_than_linux_3_10() {
         let (_, history) = stub.request("POST", "/sync/history", Some(json!({}))).await;
         // session.created + the 7 events of a shell call (user message, its text part, assistant
         // message, tool running, running with output, assistant completed, tool completed).
-        let seqs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        let seqs: Vec<u64> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
         assert_eq!(seqs, (0..8).collect::<Vec<_>>(), "{history}");
         drop(stub);
         connection.abort();
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(status.success(), "{status:?}");
     });
     // The approval was persisted with the old-kernel code paths (no renameat2, no getrandom).

@@ -398,7 +398,11 @@ pub fn plugin_options(config: &serde_json::Value) -> Option<serde_json::Value> {
     })
 }
 
-fn from_value(value: serde_json::Value, source: &Source) -> Result<Options, ConfigError> {
+/// Deserialises and validates an options object, naming the key path of any problem.
+pub(crate) fn from_value(
+    value: serde_json::Value,
+    source: &Source,
+) -> Result<Options, ConfigError> {
     let options: Options = serde_path_to_error::deserialize(value).map_err(|err| {
         let key = err.path().to_string();
         ConfigError::Invalid {

@@ -47,6 +47,11 @@ enum Command {
     Setup(HostArgs),
     /// Check, step by step, everything a workspace on this host needs, with fixes.
     Doctor(HostArgs),
+    /// Manage the opencode-remote-provider entry of the OpenCode config (hosts, providers).
+    Config {
+        #[command(subcommand)]
+        command: local::config_edit::ConfigCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -706,6 +711,7 @@ fn main() -> ExitCode {
             Command::Resolve(args) => resolve_command(args),
             Command::Setup(args) => setup(args).await,
             Command::Doctor(args) => doctor(args).await,
+            Command::Config { command } => local::config_edit::run(command, &home()?),
         }
     });
     let code = match result {

@@ -323,14 +323,52 @@ fn target_from_settings(
     }
 }
 
+/// How deeply jump hosts' own ProxyJump settings may nest (a guard against loops).
+const MAX_JUMP_NESTING: usize = 16;
+
 fn jumps(spec: Option<&str>, home: &Path, tuning: &Tuning) -> Result<Vec<Target>, SshError> {
-    let Some(spec) = spec.filter(|s| !s.is_empty() && *s != "none") else {
-        return Ok(Vec::new());
+    let mut targets = Vec::new();
+    add_jumps(spec, home, tuning, 0, &mut targets)?;
+    Ok(targets)
+}
+
+/// Appends the hops of `spec`, first hop first. As in OpenSSH, which reaches the first hop with
+/// a plain `ssh` and every later hop with `-J <the hops before it>`, the first hop's own
+/// ProxyJump is followed (recursively), while later hops' own ProxyJump is replaced by the
+/// chain.
+fn add_jumps(
+    spec: Option<&str>,
+    home: &Path,
+    tuning: &Tuning,
+    nesting: usize,
+    targets: &mut Vec<Target>,
+) -> Result<(), SshError> {
+    let Some(spec) = spec.filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("none")) else {
+        return Ok(());
     };
+    if nesting > MAX_JUMP_NESTING {
+        return Err(SshError::Config(
+            ssh_config::SshConfigError::InvalidJumpSpec {
+                spec: spec.to_owned(),
+                reason: format!(
+                    "jump hosts' own ProxyJump settings nest more than {MAX_JUMP_NESTING} levels \
+                 (a loop in ~/.ssh/config?)"
+                ),
+            },
+        ));
+    }
     let hops = ssh_config::parse_jump_spec(spec).map_err(SshError::Config)?;
-    let mut targets = Vec::with_capacity(hops.len());
-    for hop in hops {
+    for (index, hop) in hops.into_iter().enumerate() {
         let settings = ssh_config::resolve(&hop.host, home).map_err(SshError::Config)?;
+        if index == 0 {
+            add_jumps(
+                settings.proxy_jump.as_deref(),
+                home,
+                tuning,
+                nesting + 1,
+                targets,
+            )?;
+        }
         let mut target = target_from_settings(&hop.host, &settings, home, tuning);
         if let Some(user) = hop.user {
             target.user = user;
@@ -338,11 +376,18 @@ fn jumps(spec: Option<&str>, home: &Path, tuning: &Tuning) -> Result<Vec<Target>
         if let Some(port) = hop.port {
             target.port = port;
         }
-        // A jump host's own ProxyJump is ignored when it is part of a chain (as in OpenSSH, the
-        // chain given is the whole route).
         targets.push(target);
     }
-    Ok(targets)
+    Ok(())
+}
+
+/// `user@host:port` (`user@[v6]:port`), as in a ProxyJump value.
+fn hop_name(target: &Target) -> String {
+    if target.host.contains(':') {
+        format!("{}@[{}]:{}", target.user, target.host, target.port)
+    } else {
+        format!("{}@{}:{}", target.user, target.host, target.port)
+    }
 }
 
 /// A verified, authenticated SSH connection.
@@ -393,6 +438,7 @@ struct Client {
     known_hosts: Vec<PathBuf>,
     policy: HostKeyChecking,
     ssh_args: String,
+    setup_args: String,
     observed: Arc<Mutex<Observed>>,
 }
 
@@ -469,7 +515,7 @@ impl Client {
             }
             Verdict::Unknown | Verdict::UnknownWithOtherTypes { .. } => {
                 Err(SshError::HostKeyUnknown {
-                    setup_args: entry.clone(),
+                    setup_args: self.setup_args.clone(),
                     entry,
                     key_type,
                     fingerprint,
@@ -587,12 +633,17 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
     };
     let mut jumps = Vec::new();
     let mut previous: Option<Handle<Client>> = None;
-    for hop in &target.jumps {
+    for (index, hop) in target.jumps.iter().enumerate() {
         let wrap = |err: SshError| SshError::Jump {
-            hop: format!("{}@{}:{}", hop.user, hop.host, hop.port),
+            hop: hop_name(hop),
             source: Box::new(err),
         };
-        let handle = match tokio::time::timeout(deadline, connect_one(hop, previous.as_ref())).await
+        let route = &target.jumps[..index];
+        let handle = match tokio::time::timeout(
+            deadline,
+            connect_one(hop, previous.as_ref(), route),
+        )
+        .await
         {
             Ok(Ok((handle, _, _, _))) => handle,
             Ok(Err(err)) => return Err(wrap(err)),
@@ -609,10 +660,12 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
         }
         previous = Some(handle);
     }
-    let (handle, fingerprint, cipher, auth_method) =
-        tokio::time::timeout(deadline, connect_one(target, previous.as_ref()))
-            .await
-            .map_err(|_| timeout_error())??;
+    let (handle, fingerprint, cipher, auth_method) = tokio::time::timeout(
+        deadline,
+        connect_one(target, previous.as_ref(), &target.jumps),
+    )
+    .await
+    .map_err(|_| timeout_error())??;
     jumps.extend(previous);
     Ok(Connection {
         handle,
@@ -624,22 +677,33 @@ pub async fn connect(target: &Target) -> Result<Connection, SshError> {
     })
 }
 
+/// Connects to `target`, through `via` (the last of the jump hosts `route`) if given.
 async fn connect_one(
     target: &Target,
     via: Option<&Handle<Client>>,
+    route: &[Target],
 ) -> Result<(Handle<Client>, String, String, String), SshError> {
     let observed = Arc::new(Mutex::new(Observed::default()));
-    let ssh_args = if target.port == 22 {
-        format!("{}@{}", target.user, target.host)
-    } else {
-        format!("-p {} {}@{}", target.port, target.user, target.host)
-    };
+    // The OpenSSH command that reaches this host the same way, for host key advice.
+    let mut ssh_args = String::new();
+    if !route.is_empty() {
+        let hops: Vec<String> = route.iter().map(hop_name).collect();
+        ssh_args.push_str(&format!("-J {} ", hops.join(",")));
+    }
+    if target.port != 22 {
+        ssh_args.push_str(&format!("-p {} ", target.port));
+    }
+    ssh_args.push_str(&format!("{}@{}", target.user, target.host));
+    // setup-host.sh <host> <user> [port]: the alias, so that ~/.ssh/config (and its ProxyJump)
+    // applies again.
+    let setup_args = format!("{} {} {}", target.alias, target.user, target.port);
     let handler = Client {
         entry_host: target.host.clone(),
         port: target.port,
         known_hosts: target.known_hosts.clone(),
         policy: target.host_key_checking,
         ssh_args,
+        setup_args,
         observed: observed.clone(),
     };
     let config = Arc::new(russh_config(target));

@@ -3,5 +3,6 @@
 pub mod bins;
 pub mod bridge;
 pub mod http;
+pub mod netns;
 pub mod opencode;
 pub mod sshd;

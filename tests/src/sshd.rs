@@ -64,12 +64,22 @@
 //!
 //! Processes that sessions leave behind (for example an orphaned stub) are never killed by
 //! the harness: only the listening sshd process it spawned is.
+//!
+//! # Other addresses and network namespaces
+//!
+//! [`SshdBuilder::listen`] makes sshd listen on another address (one the test created, e.g. an
+//! end of a [`Veth`](crate::netns::Veth)); with [`SshdBuilder::netns`] it runs inside a
+//! [`Netns`] (`ip netns exec`), so it can be reachable only from other namespaces, e.g.
+//! behind a jump host. Such an sshd sees the same filesystem and PID space; its homes, keys and
+//! log live in its temporary directory as usual. known_hosts names follow OpenSSH: `host` for
+//! port 22, `[host]:port` otherwise ([`Sshd::known_hosts_name`]). For chains, share one laptop
+//! side: [`Sshd::authorize_user_key_of`] and [`Sshd::add_known_host`].
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,10 +89,12 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::netns::Netns;
+
 /// The OpenSSH server binary the harness runs.
 pub const SSHD_PATH: &str = "/usr/sbin/sshd";
 
-/// The address every harness sshd listens on.
+/// The address harness sshds listen on unless [`SshdBuilder::listen`] says otherwise.
 pub const HOST: &str = "127.0.0.1";
 
 /// Exported by the remote home's `.bashrc`/`.profile` once a session's first shell has moved
@@ -205,6 +217,8 @@ pub struct SshdBuilder {
     kbd_interactive_authentication: bool,
     client_alive_interval: u32,
     client_alive_count_max: u32,
+    listen: Option<SocketAddr>,
+    netns: Option<Netns>,
 }
 
 impl Default for SshdBuilder {
@@ -224,6 +238,8 @@ impl Default for SshdBuilder {
             kbd_interactive_authentication: false,
             client_alive_interval: 0,
             client_alive_count_max: 3,
+            listen: None,
+            netns: None,
         }
     }
 }
@@ -339,6 +355,23 @@ impl SshdBuilder {
         self
     }
 
+    /// Listen on `addr` instead of `127.0.0.1:<free port>` (port 0: a free port on that
+    /// address). Only use addresses the test created (an end of a
+    /// [`Veth`](crate::netns::Veth)). A fixed port is not retried when it is taken.
+    pub fn listen(mut self, addr: impl Into<SocketAddr>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Run sshd inside `netns` (`ip netns exec <name> sshd …`); requires
+    /// [`listen`](Self::listen) with an address of that namespace. The readiness check (the
+    /// SSH banner) is made from inside the namespace, so the address need not be reachable
+    /// from the test's own namespace. The [`Sshd`] keeps the namespace alive.
+    pub fn netns(mut self, netns: &Netns) -> Self {
+        self.netns = Some(netns.clone());
+        self
+    }
+
     /// Start sshd. `None` (after printing `SKIP: …`) when OpenSSH is not installed and not
     /// required; panics on any other failure.
     pub fn start(self) -> Option<Sshd> {
@@ -352,15 +385,25 @@ impl SshdBuilder {
             eprintln!("SKIP: {reason}");
             return None;
         }
-        Some(Sshd::start_with(self, &mut free_port))
+        let ip = self
+            .listen
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
+        let netns = self.netns.clone();
+        Some(Sshd::start_with(self, &mut || {
+            free_port_on(ip, netns.as_ref())
+        }))
     }
 }
 
-/// A running OpenSSH server on `127.0.0.1:port()` with isolated homes. Killed on drop.
+/// A running OpenSSH server on `127.0.0.1:port()` (or [`SshdBuilder::listen`]'s address)
+/// with isolated homes. Killed on drop.
 #[derive(Debug)]
 pub struct Sshd {
     child: Option<Child>,
+    ip: IpAddr,
+    host: String,
     port: u16,
+    netns: Option<Netns>,
     user: String,
     host_key_type: KeyType,
     host_keys: Vec<(KeyType, PathBuf)>,
@@ -461,9 +504,18 @@ impl Sshd {
         // Empty until sshd runs and the port is known.
         write_private(&local_home.join(".ssh").join("known_hosts"), b"");
 
+        assert!(
+            b.netns.is_none() || b.listen.is_some(),
+            "SshdBuilder::netns needs SshdBuilder::listen (an address in the namespace)"
+        );
+        let ip = b.listen.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
+        let fixed_port = b.listen.map(|a| a.port()).filter(|p| *p != 0);
         let mut sshd = Sshd {
             child: None,
+            ip,
+            host: ip.to_string(),
             port: 0,
+            netns: b.netns.clone(),
             user: current_user(),
             host_key_type: b.host_key_type,
             host_keys,
@@ -476,14 +528,17 @@ impl Sshd {
 
         let mut failures = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let port = pick_port();
+            let port = match fixed_port {
+                Some(port) => port,
+                None => pick_port(),
+            };
             sshd.port = port;
             fs::write(sshd.config_path(), sshd.render_config(&b)).expect("write sshd_config");
             match sshd.spawn_and_wait(attempt) {
                 Ok(()) => break,
                 Err(StartError::PortTaken) => {
                     let _ = writeln!(failures, "attempt {attempt}: port {port} was taken");
-                    if attempt == START_ATTEMPTS {
+                    if attempt == START_ATTEMPTS || fixed_port.is_some() {
                         panic!(
                             "sshd could not bind a port in {START_ATTEMPTS} attempts:\n{failures}\
                              --- sshd log ---\n{}",
@@ -540,9 +595,10 @@ impl Sshd {
             }
         }
         let q = |p: &Path| format!("\"{}\"", p.display());
-        let _ = writeln!(c, "ListenAddress {HOST}");
+        let _ = writeln!(c, "ListenAddress {}", self.host);
         let _ = writeln!(c, "Port {}", self.port);
-        c.push_str("AddressFamily inet\n");
+        let family = if self.ip.is_ipv4() { "inet" } else { "inet6" };
+        let _ = writeln!(c, "AddressFamily {family}");
         for (_, key) in &self.host_keys {
             let _ = writeln!(c, "HostKey {}", q(key));
         }
@@ -619,15 +675,23 @@ impl Sshd {
             .expect("open the sshd log");
         let _ = writeln!(
             log,
-            "=== harness: starting sshd (attempt {attempt}) on {HOST}:{} ===",
-            self.port
+            "=== harness: starting sshd (attempt {attempt}) on {}{} ===",
+            self.addr(),
+            self.netns
+                .as_ref()
+                .map(|ns| format!(" in network namespace {}", ns.name()))
+                .unwrap_or_default()
         );
         let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         // `-E <log>` rather than `-e`: with `-e`, the forked session process logs (at DEBUG1)
         // to its stderr after that became the channel's stderr, so "debug1: …" lines would
         // reach the client on the exec channel's stderr. sshd's own stderr (errors before
         // logging is set up) goes to the same file.
-        let child = Command::new(SSHD_PATH)
+        let mut command = match &self.netns {
+            Some(ns) => ns.command(SSHD_PATH),
+            None => Command::new(SSHD_PATH),
+        };
+        let child = command
             .arg("-D")
             .arg("-E")
             .arg(&log_path)
@@ -642,7 +706,7 @@ impl Sshd {
             .map_err(|e| StartError::Failed(format!("spawn {SSHD_PATH}: {e}")))?;
         self.child = Some(child);
 
-        let listening = format!("Server listening on {HOST} port {}.", self.port);
+        let listening = format!("Server listening on {} port {}.", self.host, self.port);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let since = self.log_since(offset);
@@ -671,7 +735,12 @@ impl Sshd {
         // Our sshd says it listens; make sure it really answers with an SSH banner.
         let mut last_error = String::new();
         while Instant::now() < deadline {
-            match read_banner(self.port) {
+            let addr = self.addr();
+            let banner = match &self.netns {
+                Some(ns) => ns.run(move || read_banner(addr)),
+                None => read_banner(addr),
+            };
+            match banner {
                 Ok(banner) if banner.starts_with("SSH-2.0-") => return Ok(()),
                 Ok(banner) => last_error = format!("unexpected banner {banner:?}"),
                 Err(e) => last_error = e.to_string(),
@@ -680,8 +749,8 @@ impl Sshd {
         }
         self.kill();
         Err(StartError::Failed(format!(
-            "no SSH banner on port {}: {last_error}",
-            self.port
+            "no SSH banner on {}: {last_error}",
+            self.addr()
         )))
     }
 
@@ -743,17 +812,24 @@ impl Sshd {
         self.child.as_ref().map(Child::id)
     }
 
-    pub fn host(&self) -> &'static str {
-        HOST
+    /// The listen address as text (`127.0.0.1` unless [`SshdBuilder::listen`] said
+    /// otherwise).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The namespace sshd runs in ([`SshdBuilder::netns`]).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port` (or the [`SshdBuilder::listen`] address).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
     }
 
     /// The login user: the user running the tests (`root`).
@@ -761,9 +837,9 @@ impl Sshd {
         &self.user
     }
 
-    /// `user@127.0.0.1`.
+    /// `user@127.0.0.1` (`user@<listen address>`).
     pub fn destination(&self) -> String {
-        format!("{}@{HOST}", self.user)
+        format!("{}@{}", self.user, self.host)
     }
 
     /// The harness's temporary directory (config, log, keys, both homes).
@@ -930,8 +1006,39 @@ impl Sshd {
         fingerprint(&pub_path(&self.user_key))
     }
 
+    /// The name of this server in known_hosts, as OpenSSH writes it: `host` for port 22,
+    /// `[host]:port` otherwise.
+    pub fn known_hosts_name(&self) -> String {
+        if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        }
+    }
+
     fn known_hosts_host(&self) -> String {
-        format!("[{HOST}]:{}", self.port)
+        self.known_hosts_name()
+    }
+
+    /// Append `other`'s [`host_key_line`](Self::host_key_line) to this server's local
+    /// known_hosts (a jump host or target reached from this laptop side); returns its 1-based
+    /// line number.
+    pub fn add_known_host(&self, other: &Sshd) -> usize {
+        let path = self.known_hosts_path();
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&other.host_key_line());
+        text.push('\n');
+        write_private(&path, text.as_bytes());
+        text.lines().count()
+    }
+
+    /// Authorize `other`'s user key here, so the laptop side of `other` (its
+    /// [`local_home`](Self::local_home)) can log in to this server too.
+    pub fn authorize_user_key_of(&self, other: &Sshd) {
+        self.authorize_key(&pub_path(other.user_key()));
     }
 
     /// OpenSSH client options shared by the `ssh_command*` functions: no config file,
@@ -1013,8 +1120,12 @@ impl Drop for Sshd {
         self.kill();
         if thread::panicking() {
             eprintln!(
-                "===== sshd log (port {}, {} is removed now) =====\n{}\n===== end of sshd log =====",
-                self.port,
+                "===== sshd log ({}{}, {} is removed now) =====\n{}\n===== end of sshd log =====",
+                self.addr(),
+                self.netns
+                    .as_ref()
+                    .map(|ns| format!(" in {}", ns.name()))
+                    .unwrap_or_default(),
                 self.dir().display(),
                 self.log()
             );
@@ -1225,15 +1336,21 @@ fn ensure_privsep_dir() {
     }
 }
 
-/// A port that was free a moment ago. sshd binding may still race with another process;
-/// [`Sshd`] retries with a new port when that happens.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((HOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+/// A port on `ip` (inside `netns` when given) that was free a moment ago. sshd binding may
+/// still race with another process; [`Sshd`] retries with a new port when that happens.
+fn free_port_on(ip: IpAddr, netns: Option<&Netns>) -> u16 {
+    let bind = move || {
+        let listener =
+            TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip} port 0: {e}"));
+        listener.local_addr().expect("local_addr").port()
+    };
+    match netns {
+        Some(ns) => ns.run(bind),
+        None => bind(),
+    }
 }
 
-fn read_banner(port: u16) -> std::io::Result<String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+fn read_banner(addr: SocketAddr) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut banner = Vec::new();
@@ -1688,7 +1805,10 @@ mod tests {
         }
         let taken = TcpListener::bind((HOST, 0)).unwrap();
         let taken_port = taken.local_addr().unwrap().port();
-        let mut ports = vec![free_port(), taken_port];
+        let mut ports = vec![
+            free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST), None),
+            taken_port,
+        ];
         let sshd = Sshd::start_with(Sshd::builder(), &mut || ports.pop().unwrap());
         assert_ne!(sshd.port(), taken_port);
         assert!(
@@ -1699,6 +1819,72 @@ mod tests {
         let mut cmd = sshd.ssh_command();
         cmd.arg("echo ok");
         assert_eq!(stdout_of(cmd, &sshd), "ok\n");
+    }
+
+    #[test]
+    fn sshd_in_a_network_namespace_on_port_22() {
+        use crate::netns::{End, Netns, Veth};
+        let Some(ns) = Netns::new() else { return };
+        let veth = Veth::new(End::Root, End::Ns(&ns));
+        let sshd = crate::require_sshd!(
+            Sshd::builder()
+                .netns(&ns)
+                .listen(SocketAddr::from((veth.b_addr(), 22)))
+        );
+        let host = veth.b_addr().to_string();
+        assert_eq!(sshd.host(), host);
+        assert_eq!(sshd.port(), 22);
+        assert_eq!(sshd.addr(), SocketAddr::from((veth.b_addr(), 22)));
+        // The pid is sshd's own (`ip netns exec` execs it), so kill-by-pid works.
+        let pid = sshd.pid().unwrap();
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(exe, Path::new(SSHD_PATH));
+        let own_ns = fs::read_link("/proc/self/ns/net").unwrap();
+        assert_ne!(
+            fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
+            own_ns
+        );
+        // OpenSSH's known_hosts name for port 22 is the bare host.
+        assert_eq!(sshd.known_hosts_name(), host);
+        assert!(
+            sshd.host_key_line()
+                .starts_with(&format!("{host} ssh-ed25519 "))
+        );
+        let mut cmd = sshd.ssh_command();
+        cmd.arg("echo $HOME; echo $SSH_CONNECTION");
+        let out = stdout_of(cmd, &sshd);
+        let home = sshd.remote_home().display().to_string();
+        assert!(
+            out.starts_with(&format!("{home}\n{} ", veth.a_addr())),
+            "{out}"
+        );
+        assert!(out.trim_end().ends_with(&format!("{host} 22")), "{out}");
+        // A laptop side shared with another server.
+        let other = crate::require_sshd!();
+        sshd.authorize_user_key_of(&other);
+        assert_eq!(other.add_known_host(&sshd), 2);
+        let known_hosts = format!("UserKnownHostsFile={}", other.known_hosts_path().display());
+        let mut cmd = Command::new("ssh");
+        cmd.env("HOME", other.local_home())
+            .env_remove("SSH_AUTH_SOCK")
+            .args(["-F", "/dev/null", "-o", &known_hosts])
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+            ])
+            .arg(other.user_key())
+            .arg(sshd.destination())
+            .arg("echo shared");
+        assert_eq!(stdout_of(cmd, &sshd), "shared\n");
     }
 
     #[test]
