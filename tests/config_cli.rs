@@ -121,7 +121,18 @@ impl Run {
 }
 
 fn run(command: &mut Command) -> Run {
-    let out = command.output().unwrap();
+    // A script written a moment ago can be briefly "busy" when another test thread forked while
+    // its write descriptor was open (ETXTBSY); that is a property of the test process, retry.
+    let mut attempts = 0;
+    let out = loop {
+        match command.output() {
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -4,5 +4,6 @@ mod foundation;
 mod jump;
 mod old_kernel;
 mod opencode;
+mod password;
 mod setup;
 mod workspace_api;

@@ -177,6 +177,7 @@ pub async fn run(
         started.elapsed().as_millis()
     ));
     let mut connection = connection;
+    let first_login = connection.auth_method.clone();
     if matches!(
         connection.auth_method.as_str(),
         "password" | "keyboard-interactive"
@@ -259,7 +260,11 @@ pub async fn run(
     let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     step(&format!("{stub_path} --version: {version}"));
     let fingerprint = connection.fingerprint.clone();
-    let auth_method = connection.auth_method.clone();
+    let auth_method = if first_login == connection.auth_method {
+        first_login
+    } else {
+        format!("{first_login}, then {}", connection.auth_method)
+    };
     connection.close().await;
     Ok(Outcome {
         probe,

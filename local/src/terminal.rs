@@ -9,15 +9,14 @@ use std::io::{BufRead, BufReader, Write};
 
 use rustix::termios::{self, LocalModes, OptionalActions};
 
-/// Whether a person can be asked: a controlling terminal exists and stdin is it (so the plugin,
-/// which runs the binary without a terminal, never blocks on a prompt).
+/// Whether a person (or `sshpass`) can be asked: the process has a controlling terminal. Only
+/// the commands people run call this; the bridge the plugin starts never prompts.
 pub fn is_interactive() -> bool {
-    rustix::termios::isatty(rustix::stdio::stdin())
-        && OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .is_ok()
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
 }
 
 fn tty() -> std::io::Result<File> {
