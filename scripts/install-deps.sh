@@ -21,6 +21,8 @@ command -v cksum >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 # The ProxyJump tests put hosts in network namespaces.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The host key prompt test runs setup on a pseudo-terminal with `script`.
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 # The old-kernel test runs the stub under a seccomp filter (../shared/tools/oldkernel_exec.py).
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_apt+=(python3-seccomp)
 

@@ -74,7 +74,15 @@ impl LocalEvents {
                 }
             }
         });
-        LocalEvents { rx }
+        // OpenCode sends `server.connected` once the subscription is live; events published
+        // before that would be missed, so wait for it.
+        let mut events = LocalEvents { rx };
+        let first = tokio::time::timeout(Duration::from_secs(10), events.rx.recv())
+            .await
+            .expect("OpenCode's event stream sent nothing")
+            .expect("OpenCode's event stream ended");
+        assert_eq!(first["payload"]["type"], "server.connected", "{first}");
+        events
     }
 
     async fn wait_for(&mut self, kind: &str, workspace: &str) -> Value {

@@ -128,7 +128,27 @@ fn setup_host(sshd: &Sshd, user: &str, sshpass: Option<&str>) -> (bool, String, 
         Some(password) => command.env("SSHPASS", password),
         None => command.env_remove("SSHPASS"),
     };
-    let out = command.output().unwrap();
+    // A prompt nobody answers would hang forever: bound the run.
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // setsid -w made the child a session leader: signal its whole process group.
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            panic!("setup-host.sh did not finish within 60 s");
+        }
+    };
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("{stdout}{stderr}");

@@ -269,3 +269,85 @@ fn setup_host_should_explain_its_usage() {
     assert!(!ok);
     assert!(stderr.contains("port"), "{stderr}");
 }
+
+#[test]
+fn doctor_should_diagnose_an_unresolvable_host() {
+    let sshd = require_sshd!();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", "root@no-such-host.invalid:22"]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] dns") && stdout.contains("cannot resolve no-such-host.invalid"),
+        "{stdout}"
+    );
+}
+
+/// Runs setup-host.sh on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn setup_host_at_a_terminal(sshd: &Sshd, answer: &str) -> (bool, String) {
+    let command_line = format!(
+        "{} 127.0.0.1 root {}",
+        setup_host_script().display(),
+        sshd.port()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command_line, "/dev/null"])
+        .env("HOME", sshd.local_home())
+        .env("OPENCODE_REMOTE_BIN", integration_tests::bins::local_bin())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    // Give the prompt a moment to appear; the terminal buffers the answer anyway.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stdin.write_all(answer.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn setup_host_should_ask_about_an_unknown_key_at_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "util-linux `script` is needed"
+        );
+        eprintln!("SKIP: no `script` command");
+        return;
+    }
+    let sshd = require_sshd!(Sshd::builder().known_hosts(KnownHosts::Empty));
+    let (ok, text) = setup_host_at_a_terminal(&sshd, "no\n");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("can't be established") && text.contains(&sshd.host_key_fingerprint()),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(sshd.known_hosts_path())
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    );
+
+    let (ok, text) = setup_host_at_a_terminal(&sshd, "yes\n");
+    assert!(ok, "{text}");
+    let known = std::fs::read_to_string(sshd.known_hosts_path()).unwrap();
+    assert!(
+        known.contains(&format!("[127.0.0.1]:{}", sshd.port())),
+        "{known}"
+    );
+    assert!(
+        sshd.remote_home()
+            .join(".opencode-remote/bin/opencode-remote-stub")
+            .is_file()
+    );
+}

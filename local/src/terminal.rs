@@ -54,16 +54,19 @@ pub fn confirm(question: &str) -> std::io::Result<bool> {
 /// When the terminal cannot be used.
 pub fn password(prompt: &str) -> std::io::Result<String> {
     let mut tty = tty()?;
-    write!(tty, "{prompt}")?;
-    tty.flush()?;
+    // Echo off before the prompt appears: whoever answers (a person, or sshpass reacting to the
+    // prompt at once) must not type into a terminal that is still echoing, and changing modes
+    // after the prompt with TCSAFLUSH would throw away an answer that already arrived.
     let saved = termios::tcgetattr(&tty)?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
     quiet.local_modes.insert(LocalModes::ECHONL);
-    termios::tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
-    let line = read_line(&tty);
+    termios::tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+    let line = write!(tty, "{prompt}")
+        .and_then(|()| tty.flush())
+        .and_then(|()| read_line(&tty));
     // Restore echo whatever happened.
-    let restored = termios::tcsetattr(&tty, OptionalActions::Flush, &saved);
+    let restored = termios::tcsetattr(&tty, OptionalActions::Now, &saved);
     let line = line?;
     restored?;
     Ok(line)
