@@ -159,6 +159,39 @@ async fn answer_next_permission(
     request
 }
 
+/// Polls `GET /permission` through the workspace until a request is pending, and answers it
+/// (for tests about other things than event delivery).
+async fn answer_pending_permission(
+    opencode: &OpenCode,
+    client: &mut Client,
+    workspace: &str,
+    reply: &str,
+) {
+    let query = opencode.query(&format!("workspace={workspace}"));
+    for _ in 0..300 {
+        let (_, pending) = client
+            .json("GET", &format!("/permission{query}"), &Value::Null)
+            .await;
+        if let Some(id) = pending
+            .as_array()
+            .and_then(|p| p.first())
+            .and_then(|p| p["id"].as_str())
+        {
+            let (status, ok) = client
+                .json(
+                    "POST",
+                    &format!("/permission/{id}/reply{query}"),
+                    &json!({ "reply": reply }),
+                )
+                .await;
+            assert_eq!((status, &ok), (200, &json!(true)), "{ok}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no permission request became pending within 30 s");
+}
+
 /// The tool parts of a session as OpenCode itself returns them (from its replica).
 async fn tool_parts(opencode: &OpenCode, client: &mut Client, session: &str) -> Vec<Value> {
     let (status, messages) = client
@@ -651,9 +684,8 @@ fn the_users_credentials_should_never_reach_argv_environments_or_the_host() {
             )
             .await;
         let ses = session["id"].as_str().unwrap();
-        let mut events = LocalEvents::subscribe(&opencode).await;
         let call = shell(&opencode, ses, "env; ps -ef");
-        answer_next_permission(&opencode, &mut client, &mut events, &wrk, "once").await;
+        answer_pending_permission(&opencode, &mut client, &wrk, "once").await;
         let (_, result) = call.await.unwrap();
         let output = result["parts"][0]["state"]["output"].as_str().unwrap();
         assert!(

@@ -693,10 +693,23 @@ fn main() -> ExitCode {
     close_inherited_descriptors();
     let cli = Cli::parse();
     init_logging(cli.log_file.as_deref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread by default: the bridge's HTTP/1.1 connections, the HTTP/2 connection and the SSH
+    // session hand every request to each other, and on one thread that costs no cross-thread
+    // wake-ups (measured: p50 latency 248 → 209 µs, 64-client throughput 40k → 51k req/s, CPU per
+    // request −20%, bulk bodies unchanged). `OPENCODE_REMOTE_THREADS=N` picks N worker threads.
+    let threads = std::env::var("OPENCODE_REMOTE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let built = match threads {
+        None | Some(0) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(err) => {
             let _ignored = writeln!(std::io::stderr(), "error: cannot start the runtime: {err}");
