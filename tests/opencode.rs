@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::http::{Client, next_chunk};
+use integration_tests::http::Client;
 use integration_tests::opencode::{OpenCode, bridge_pids};
 use integration_tests::sshd::Sshd;
 use integration_tests::{require_opencode, require_sshd};
@@ -43,37 +43,7 @@ struct LocalEvents {
 
 impl LocalEvents {
     async fn subscribe(opencode: &OpenCode) -> LocalEvents {
-        let mut client = Client::connect(&opencode.authority()).await;
-        let response = client
-            .send(
-                "GET",
-                "/global/event",
-                b"",
-                &[("accept", "text/event-stream")],
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-        let mut body = response.into_body();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let _client = client;
-            let mut buffer = String::new();
-            while let Some(chunk) = next_chunk(&mut body).await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let event: String = buffer.drain(..end + 2).collect();
-                    let data: String = event
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data: "))
-                        .collect();
-                    if let Ok(value) = serde_json::from_str(&data)
-                        && tx.send(value).is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        });
+        let rx = integration_tests::http::subscribe(&opencode.authority(), "/global/event").await;
         // OpenCode sends `server.connected` once the subscription is live; events published
         // before that would be missed, so wait for it.
         let mut events = LocalEvents { rx };

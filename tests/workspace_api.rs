@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use integration_tests::bridge::BridgeProcess;
-use integration_tests::http::{Client, next_chunk};
+use integration_tests::http::Client;
 use integration_tests::require_sshd;
 use integration_tests::sshd::Sshd;
 use serde_json::{Value, json};
@@ -41,39 +41,13 @@ struct Events {
 
 impl Events {
     async fn subscribe(bridge: &BridgeProcess) -> Events {
-        let mut client = Client::connect(&bridge.authority()).await;
-        let response = client
-            .send(
-                "GET",
+        Events {
+            rx: integration_tests::http::subscribe(
+                &bridge.authority(),
                 &format!("{}/global/event", bridge.prefix()),
-                b"",
-                &[("accept", "text/event-stream")],
             )
-            .await;
-        assert_eq!(response.status(), 200);
-        let mut body = response.into_body();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let _client = client;
-            let mut buffer = String::new();
-            while let Some(chunk) = next_chunk(&mut body).await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let event: String = buffer.drain(..end + 2).collect();
-                    let data: String = event
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data: "))
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    if let Ok(value) = serde_json::from_str(&data)
-                        && tx.send(value).is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        });
-        Events { rx }
+            .await,
+        }
     }
 
     /// Waits (≤ 20 s) for an event whose payload type is `kind`.

@@ -117,3 +117,39 @@ pub async fn next_chunk(body: &mut Incoming) -> Option<Bytes> {
         }
     }
 }
+
+/// Subscribes to an SSE endpoint on a new connection and delivers each event's JSON `data` on
+/// the returned channel (events whose data is not JSON are skipped). The stream ends when the
+/// server ends it or the receiver is dropped.
+pub async fn subscribe(
+    authority: &str,
+    path: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+    let mut client = Client::connect(authority).await;
+    let response = client
+        .send("GET", path, b"", &[("accept", "text/event-stream")])
+        .await;
+    assert_eq!(response.status(), 200, "subscribing to {path}");
+    let mut body = response.into_body();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        let mut buffer = String::new();
+        while let Some(chunk) = next_chunk(&mut body).await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if let Ok(value) = serde_json::from_str(&data.join("\n"))
+                    && tx.send(value).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
