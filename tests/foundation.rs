@@ -833,3 +833,39 @@ fn cargo_lock_should_pin_patched_security_sensitive_crates() {
         );
     }
 }
+
+/// The bridge process stays small: a health check (connect, launch, handshake, one request)
+/// peaks well below what a large SSH channel window made russh allocate (~120 MiB).
+#[test]
+fn a_health_check_should_stay_small_in_memory() {
+    let sshd = require_sshd!();
+    // Debug builds allocate far more; measure what users run.
+    let Some(binary) = integration_tests::bins::release_local_bin() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the release build is missing"
+        );
+        eprintln!("SKIP: no release build of opencode-remote (cargo build --release)");
+        return;
+    };
+    for round in 0..2 {
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "maxrss_kib=%M"])
+            .arg(&binary)
+            .args(["health", &destination(&sshd)])
+            .env("HOME", sshd.local_home())
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let peak: u64 = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("maxrss_kib="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak reported: {stderr}"));
+        eprintln!("round {round}: peak {peak} KiB");
+        assert!(out.status.success(), "{stderr}");
+        // A functional bound (an order of magnitude), not a benchmark.
+        assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    }
+}

@@ -36,6 +36,12 @@ pub fn local_bin() -> PathBuf {
         .unwrap_or_else(|| newest("opencode-remote"))
 }
 
+/// The release build of `opencode-remote` (what users run), for measurements.
+pub fn release_local_bin() -> Option<PathBuf> {
+    let path = target_dir().join("release").join("opencode-remote");
+    path.is_file().then_some(path)
+}
+
 /// The static stub the local binary embeds (built by its build script).
 pub fn static_stub() -> PathBuf {
     let path =
