@@ -721,3 +721,38 @@ fn the_users_credentials_should_never_reach_argv_environments_or_the_host() {
         }
     });
 }
+
+#[test]
+fn the_plugin_should_load_by_package_name_too() {
+    let sshd = require_sshd!();
+    let Some(opencode) = OpenCode::start_with(&sshd, options(&sshd, "~"), true) else {
+        return;
+    };
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let (status, adapters) = client
+            .json(
+                "GET",
+                &format!("/experimental/workspace/adapter{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            adapters
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["type"] == "ssh-provider"),
+            "{adapters}\n{}",
+            opencode.log()
+        );
+        let (status, workspace) =
+            create_workspace(&opencode, &mut client, json!({ "host": "th" })).await;
+        assert_eq!(status, 200, "{workspace}");
+        let wrk = workspace["id"].as_str().unwrap().to_owned();
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
+            .await;
+    });
+}

@@ -351,3 +351,69 @@ fn setup_host_should_ask_about_an_unknown_key_at_a_terminal() {
             .is_file()
     );
 }
+
+#[test]
+fn doctor_should_diagnose_config_problems_and_a_full_disk() {
+    let sshd = require_sshd!();
+    let config = sshd.dir().join("opencode.json");
+    std::fs::write(&config, "{ \"plugin\": [ [\"opencode-remote-provider\", { \"providers\": { \"p\": { \"hosts\": [ { \"name\": \"h\", \"ssh\": { \"prot\": 1 } } ] } } } ] ] }").unwrap();
+    let cfg = config.to_str().unwrap().to_owned();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", "--config", &cfg, "--host", "h"]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] config")
+            && stdout.contains("providers.p.hosts[0].ssh.prot")
+            && stdout.contains("fix:"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        &config,
+        serde_json::json!({ "plugin": [["opencode-remote-provider", { "providers": { "p": { "hosts": [{ "name": "h", "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" } }] } } }]] }).to_string(),
+    )
+    .unwrap();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", "--config", &cfg, "--host", "nope"]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] host")
+            && stdout.contains("unknown host `nope`")
+            && stdout.contains("known hosts: h"),
+        "{stdout}"
+    );
+
+    // An install root without room for the stub.
+    let tiny = sshd.remote_home().join("tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&tiny)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs (root needed) in CI"
+        );
+        eprintln!("SKIP: cannot mount a small tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(tiny.clone());
+    std::fs::write(
+        &config,
+        serde_json::json!({ "plugin": [["opencode-remote-provider", { "installRoot": tiny.join(".opencode-remote"), "providers": { "p": { "hosts": [{ "name": "h", "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" } }] } } }]] }).to_string(),
+    )
+    .unwrap();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", "--config", &cfg, "--host", "h"]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] disk")
+            && stdout.contains("KiB free")
+            && stdout.contains("installRoot"),
+        "{stdout}"
+    );
+}

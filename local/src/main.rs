@@ -426,21 +426,40 @@ async fn setup(args: HostArgs) -> anyhow::Result<()> {
 }
 
 async fn doctor(args: HostArgs) -> anyhow::Result<()> {
+    use local::doctor::{Check, Status};
+    let mut out = std::io::stdout();
+    let fail = |name: &'static str, detail: String, fix: &str| Check {
+        name,
+        status: Status::Fail,
+        detail,
+        fix: Some(fix.to_owned()),
+        elapsed: Duration::ZERO,
+    };
+    // Configuration problems are checks too: shown with a fix, not as a bare error.
     let config_line = match (&args.destination, &args.config) {
         (Some(_), _) => None,
-        (None, explicit) => {
-            let home = home()?;
-            let loaded = config::load(explicit.as_deref(), &home)?;
-            Some(format!(
+        (None, explicit) => match config::load(explicit.as_deref(), &home()?) {
+            Ok(loaded) => Some(format!(
                 "{} is valid (providers: {})",
                 loaded.source,
                 loaded.options.provider_names().join(", ")
-            ))
+            )),
+            Err(err) => {
+                let fix = "fix the file as the message says (`opencode-remote config list` shows what is there), or create one with `opencode-remote config init`";
+                writeln!(out, "{}", fail("config", err.to_string(), fix))?;
+                bail!("some checks failed (see the fixes above)");
+            }
+        },
+    };
+    let mut resolved = match resolve(&args, "", "", None) {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            let fix = "use a provider and host (or alias) from the list above, or add the host with `opencode-remote config add`";
+            writeln!(out, "{}", fail("host", format!("{err:#}"), fix))?;
+            bail!("some checks failed (see the fixes above)");
         }
     };
-    let mut resolved = resolve(&args, "", "", None)?;
     make_interactive(&mut resolved, false);
-    let mut out = std::io::stdout();
     let ok = local::doctor::run(&resolved.connector, config_line, &mut |check| {
         let _ignored = writeln!(out, "{check}");
     })

@@ -158,6 +158,18 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// The plugin directory (path-based registration).
 pub fn plugin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -169,7 +181,14 @@ pub fn plugin_dir() -> PathBuf {
 impl OpenCode {
     /// Starts OpenCode with the plugin configured with `options` (the `binary` option is filled
     /// in). HOME is the sshd harness's local home, so the bridge finds its keys and known_hosts.
-    pub fn start(sshd: &Sshd, mut options: Value) -> Option<OpenCode> {
+    pub fn start(sshd: &Sshd, options: Value) -> Option<OpenCode> {
+        Self::start_with(sshd, options, false)
+    }
+
+    /// Like [`OpenCode::start`]; with `package`, the plugin is registered by its npm name
+    /// (`"opencode-remote-provider"`), served from OpenCode's package cache where a copy of
+    /// `local/plugin` is placed (no registry needed), instead of by path.
+    pub fn start_with(sshd: &Sshd, mut options: Value, package: bool) -> Option<OpenCode> {
         let binary = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("ocr-opencode-")
@@ -182,6 +201,11 @@ impl OpenCode {
         git(&project, &["add", "."]);
         git(&project, &["commit", "-q", "-m", "init"]);
         let project_id = git(&project, &["rev-list", "--max-parents=0", "HEAD"]);
+        if package {
+            // What OpenCode's installer would have produced for `opencode-remote-provider@latest`.
+            let installed = dir.path().join("xdg-cache/opencode/packages/opencode-remote-provider@latest/node_modules/opencode-remote-provider");
+            copy_tree(&plugin_dir(), &installed);
+        }
 
         options["binary"] = json!(bins::local_bin());
         let config_home = dir.path().join("xdg-config");
@@ -189,7 +213,7 @@ impl OpenCode {
         std::fs::create_dir_all(&opencode_config).unwrap();
         let config = json!({
             "$schema": "https://opencode.ai/config.json",
-            "plugin": [[plugin_dir().to_str().unwrap(), options]],
+            "plugin": [[if package { "opencode-remote-provider".to_owned() } else { plugin_dir().to_string_lossy().into_owned() }, options]],
             "autoupdate": false,
             "share": "disabled",
         });
