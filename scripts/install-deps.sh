@@ -24,7 +24,7 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The host key prompt test runs setup on a pseudo-terminal with `script`.
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 [ -x /usr/bin/time ] || need_apt+=(time)
-# The old-kernel test runs the stub under a seccomp filter (../shared/tools/oldkernel_exec.py).
+# The old-kernel test runs the stub under a seccomp filter (tests/tools/oldkernel_exec.py).
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_apt+=(python3-seccomp)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,5 +1,5 @@
 //! The static stub on an "old kernel": every syscall newer than Linux 3.10 (CentOS/RHEL 7)
-//! fails with ENOSYS (a seccomp filter, ../shared/tools/oldkernel_exec.py), and the stub must
+//! fails with ENOSYS (a seccomp filter, tests/tools/oldkernel_exec.py), and the stub must
 //! still serve sessions, `!shell` with a permission prompt, files and search.
 
 use std::path::Path;
@@ -8,10 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-const FILTER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/tools/oldkernel_exec.py"
-);
+const FILTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/oldkernel_exec.py");
 
 fn filter_available() -> bool {
     let ok = Path::new(FILTER).is_file()
@@ -20,8 +17,7 @@ fn filter_available() -> bool {
             .status()
             .is_ok_and(|s| s.success());
     if !ok {
-        let reason =
-            "the old-kernel filter needs ../shared/tools/oldkernel_exec.py and python3-seccomp";
+        let reason = "the old-kernel filter needs python3-seccomp";
         assert!(std::env::var_os("CI").is_none(), "{reason}");
         eprintln!("SKIP: {reason}");
     }
