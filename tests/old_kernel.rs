@@ -112,7 +112,7 @@ fn the_stub_should_work_without_syscalls_newer_than_linux_3_10() {
                 .await
         });
         let mut pending = Value::Null;
-        for _ in 0..100 {
+        for _ in 0..400 {
             let (_, list) = stub.request("GET", "/permission", None).await;
             if list.as_array().is_some_and(|l| !l.is_empty()) {
                 pending = list;
