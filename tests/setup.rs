@@ -417,3 +417,95 @@ fn doctor_should_diagnose_config_problems_and_a_full_disk() {
         "{stdout}"
     );
 }
+
+#[test]
+fn doctor_should_diagnose_a_refusing_shell_and_a_broken_stub() {
+    // The server runs something else for every command (a ForceCommand, a restricted shell).
+    let sshd = require_sshd!(Sshd::builder().extra_config("ForceCommand /bin/false"));
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[ ok ] auth") && stdout.contains("[FAIL] shell"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ForceCommand") && stdout.contains("login shell"),
+        "the fix names the usual causes: {stdout}"
+    );
+    assert!(
+        !stdout.contains("[ ok ] stub") && !stdout.contains("All checks passed"),
+        "{stdout}"
+    );
+
+    // An installed stub whose stamp is current but which crashes at start (a damaged file).
+    let sshd = require_sshd!();
+    let (ok, _, _) = output(local(&sshd).args(["install", &destination(&sshd)]));
+    assert!(ok);
+    let stub = sshd
+        .remote_home()
+        .join(".opencode-remote/bin/opencode-remote-stub");
+    // Replaced by rename: the previous stub may still be running for a moment (ETXTBSY).
+    let damage = || {
+        let damaged = stub.with_file_name("damaged");
+        std::fs::write(
+            &damaged,
+            "#!/bin/sh\necho 'stub: damaged beyond repair' >&2\nexit 3\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&damaged, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&damaged, &stub).unwrap();
+    };
+    damage();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[FAIL] stub") && stdout.contains("damaged beyond repair"),
+        "what the stub prints is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "opencode-remote install --force {}",
+            destination(&sshd)
+        )),
+        "the fix reinstalls, with the same host arguments: {stdout}"
+    );
+    assert!(stdout.contains("[skip] handshake"), "{stdout}");
+    // Plain install repairs it (the stamp alone does not make it current).
+    let (ok, stdout, stderr) = output(local(&sshd).args(["install", &destination(&sshd)]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("repaired"), "{stdout}");
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(ok, "{stdout}");
+
+    // The bridge path repairs it by itself: a health check through it just works.
+    damage();
+    let (ok, stdout, stderr) = output(local(&sshd).args(["health", &destination(&sshd)]));
+    assert!(ok, "{stderr}");
+    let health: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(health["healthy"], true, "{stdout}");
+    assert!(
+        stderr.contains("does not run; installing it again"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read(&stub).unwrap().starts_with(b"\x7fELF"),
+        "the real stub is back"
+    );
+
+    // Another build installed: a warning, and the handshake is not attempted.
+    std::fs::write(
+        stub.with_file_name("opencode-remote-stub.id"),
+        "0.0.1 1 1\n",
+    )
+    .unwrap();
+    let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
+    assert!(!ok);
+    assert!(
+        stdout.contains("[warn] stub")
+            && stdout.contains("another build is installed")
+            && stdout.contains("stamp `0.0.1 1 1`")
+            && stdout.contains("[skip] handshake"),
+        "{stdout}"
+    );
+}

@@ -42,6 +42,8 @@ pub struct Probe {
     pub installed: String,
     /// Output of the installed stub's `--version`, empty when none or broken.
     pub installed_version: String,
+    /// What a failing `--version` printed (first 300 bytes, one line), empty otherwise.
+    pub version_error: String,
 }
 
 /// Bootstrap failures.
@@ -107,7 +109,8 @@ fn probe_script() -> String {
          printf 'home=%s\\n' \"$HOME\"; \
          f=$r/bin/opencode-remote-stub; id=; v=; \
          if [ -r \"$f.id\" ]; then IFS= read -r id < \"$f.id\"; fi; \
-         if [ -x \"$f\" ]; then v=$(\"$f\" --version 2>/dev/null </dev/null); fi; \
+         if [ -x \"$f\" ]; then if ! v=$(\"$f\" --version 2>&1 </dev/null); then \
+         printf 'version_error=%s\\n' \"$(printf '%s' \"$v\" | head -c 300 | tr '\\n' ' ')\"; v=; fi; fi; \
          printf 'installed=%s\\n' \"$id\"; printf 'version=%s\\n' \"$v\"; exit 0"
     )
 }
@@ -129,6 +132,7 @@ pub fn parse_probe(text: &str) -> Result<Probe, BootstrapError> {
             "home" => probe.home = value.to_owned(),
             "installed" => probe.installed = value.to_owned(),
             "version" => probe.installed_version = value.to_owned(),
+            "version_error" => probe.version_error = value.trim().to_owned(),
             _ => {}
         }
     }
@@ -177,6 +181,20 @@ pub enum Installed {
     Upgraded(String),
     /// Replaced the same build (forced).
     Reinstalled,
+    /// Replaced the same build because the installed file did not run (damaged).
+    Repaired,
+}
+
+impl std::fmt::Display for Installed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Installed::AlreadyCurrent => f.write_str("already up to date"),
+            Installed::Fresh => f.write_str("installed"),
+            Installed::Upgraded(previous) => write!(f, "upgraded (was {previous})"),
+            Installed::Reinstalled => f.write_str("reinstalled"),
+            Installed::Repaired => f.write_str("repaired (the installed file did not run)"),
+        }
+    }
 }
 
 /// Installs `stub` under `root` unless the stamp already matches. `progress` is called with
@@ -199,7 +217,9 @@ pub async fn install(
             arch: probe.arch.clone(),
         });
     }
-    if probe.installed == stub.identity && !force {
+    // The stamp says which build is there; `--version` (run by the probe) says it still runs.
+    let damaged = probe.installed == stub.identity && probe.installed_version.is_empty();
+    if probe.installed == stub.identity && !force && !damaged {
         return Ok(Installed::AlreadyCurrent);
     }
     let crc = stubs::cksum(&stub.bytes);
@@ -240,6 +260,8 @@ pub async fn install(
     }
     Ok(if probe.installed.is_empty() {
         Installed::Fresh
+    } else if damaged {
+        Installed::Repaired
     } else if probe.installed == stub.identity {
         Installed::Reinstalled
     } else {
@@ -311,6 +333,31 @@ mod tests {
         let probe = parse_probe(stdout.split_once(PROBE_MARKER).unwrap().1).unwrap();
         assert_eq!(probe.installed, "0.1.0 9 9");
         assert_eq!(probe.installed_version, "ran:--version|");
+    }
+
+    #[test]
+    fn probe_should_report_why_an_installed_stub_does_not_run() {
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join(".opencode-remote/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let stub = bin.join("opencode-remote-stub");
+        std::fs::write(
+            &stub,
+            "#!/bin/sh\necho 'line one' >&2\necho 'line two' >&2\nexit 3\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(bin.join("opencode-remote-stub.id"), "0.1.0 9 9\n").unwrap();
+        let out = run_sh(
+            &launch_command("~/.opencode-remote", &["other".into()]),
+            home.path(),
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let probe = parse_probe(stdout.split_once(PROBE_MARKER).unwrap().1).unwrap();
+        assert_eq!(probe.installed, "0.1.0 9 9");
+        assert_eq!(probe.installed_version, "");
+        assert_eq!(probe.version_error, "line one line two");
     }
 
     #[test]

@@ -150,14 +150,29 @@ impl Connector {
         let identities = identities.await.unwrap_or_default();
         let handshake_timeout = Duration::from_secs(30);
         let mut installed = Installed::AlreadyCurrent;
-        let mut launched = transport::launch(
+        let mut launched = match transport::launch(
             &connection,
             &self.root,
             &identities,
             &hello,
             handshake_timeout,
         )
-        .await?;
+        .await
+        {
+            Ok(launched) => launched,
+            // A stub stamped as ours that dies before the handshake may be a damaged file
+            // (disk trouble, someone edited it): when it no longer runs `--version`, treat it
+            // as missing and install it again; any other failure is reported as it is.
+            Err(StartError::Exited(reason)) => {
+                let probe = bootstrap::probe(&connection, &self.root).await?;
+                if !identities.contains(&probe.installed) || !probe.installed_version.is_empty() {
+                    return Err(StartError::Exited(reason).into());
+                }
+                tracing::warn!(%reason, "the installed stub does not run; installing it again");
+                Launch::NeedsInstall(probe)
+            }
+            Err(err) => return Err(err.into()),
+        };
         if let Launch::NeedsInstall(probe) = &launched {
             let stub = stubs::for_arch(&probe.arch).map_err(BootstrapError::from)?;
             progress(&format!(
@@ -254,7 +269,7 @@ impl Connector {
         ));
         let probe = bootstrap::probe(&connection, &self.root).await?;
         let stub = stubs::for_arch(&probe.arch).map_err(BootstrapError::from)?;
-        if probe.installed != stub.identity || force {
+        if probe.installed != stub.identity || probe.installed_version.is_empty() || force {
             progress(&format!(
                 "uploading opencode-remote-stub ({} bytes) to {}/bin",
                 stub.bytes.len(),

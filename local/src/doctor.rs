@@ -65,15 +65,18 @@ impl std::fmt::Display for Check {
 }
 
 /// Runs every check against `connector`'s host, calling `report` as each one finishes.
-/// Returns `true` when nothing failed.
+/// `again` is the host arguments as the user typed them, repeated in suggested commands.
+/// Returns `true` when every check ran and none failed (warnings pass).
 pub async fn run(
     connector: &Connector,
     config_line: Option<String>,
+    again: &str,
     report: &mut dyn FnMut(&Check),
 ) -> bool {
     let mut ok = true;
     let mut emit = |check: Check| {
-        ok &= check.status != Status::Fail;
+        // A check that could not run has not passed either.
+        ok &= !matches!(check.status, Status::Fail | Status::Skipped);
         report(&check);
         check.status
     };
@@ -289,13 +292,25 @@ pub async fn run(
                 name: "shell",
                 status: Status::Fail,
                 detail: format!("a trivial command failed: {}", output.diagnostic()),
-                fix: Some("check the remote user's login shell and its rc files".into()),
+                fix: Some(format!(
+                    "the server does not run commands for {}: check the account's login shell (`getent passwd {}` on the host; it must run `sh -c` commands, not /bin/false or nologin), a ForceCommand or Match block in sshd_config, and rc files that exit",
+                    target.user, target.user
+                )),
                 elapsed: started.elapsed(),
             });
             return false;
         }
         Err(err) => {
-            emit(Check { name: "shell", status: Status::Fail, detail: format!("{err:#}"), fix: Some("the server refuses to run commands for this user (ForceCommand? restricted shell?)".into()), elapsed: started.elapsed() });
+            emit(Check {
+                name: "shell",
+                status: Status::Fail,
+                detail: format!("{err:#}"),
+                fix: Some(
+                    "the server refuses to run commands for this user: check for a ForceCommand or a restricted login shell"
+                        .into(),
+                ),
+                elapsed: started.elapsed(),
+            });
             return false;
         }
     }
@@ -386,6 +401,24 @@ pub async fn run(
     connection.close().await;
     let ours = stubs::for_arch(&probe.arch);
     let current = match &ours {
+        Ok(stub) if probe.installed == stub.identity && probe.installed_version.is_empty() => {
+            emit(Check {
+                name: "stub",
+                status: Status::Fail,
+                detail: format!(
+                    "{}/bin/opencode-remote-stub is stamped current but does not run (damaged file?): {}",
+                    connector.root,
+                    if probe.version_error.is_empty() {
+                        "no output"
+                    } else {
+                        &probe.version_error
+                    }
+                ),
+                fix: Some(broken_stub_fix(again, &connector.root)),
+                elapsed: started.elapsed(),
+            });
+            false
+        }
         Ok(stub) if probe.installed == stub.identity => {
             emit(Check {
                 name: "stub",
@@ -402,8 +435,7 @@ pub async fn run(
                 status: Status::Fail,
                 detail: format!("not installed on this {} {} host", probe.os, probe.arch),
                 fix: Some(format!(
-                    "opencode-remote install {} (or scripts/setup-host.sh)",
-                    target.alias
+                    "opencode-remote install {again}   (or scripts/setup-host.sh)"
                 )),
                 elapsed: started.elapsed(),
             });
@@ -414,10 +446,10 @@ pub async fn run(
                 name: "stub",
                 status: Status::Warn,
                 detail: format!(
-                    "another build is installed ({}); it is replaced on the next connection",
-                    probe.installed_version
+                    "another build is installed ({}, stamp `{}`); it is replaced on the next connection",
+                    probe.installed_version, probe.installed
                 ),
-                fix: Some(format!("opencode-remote install {}", target.alias)),
+                fix: Some(format!("opencode-remote install {again}")),
                 elapsed: started.elapsed(),
             });
             false
@@ -470,7 +502,7 @@ pub async fn run(
                     name: "handshake",
                     status: Status::Fail,
                     detail: err,
-                    fix: Some("see ~/.opencode-remote/log/stub.log on the host".into()),
+                    fix: Some(broken_stub_fix(again, &connector.root)),
                     elapsed: started.elapsed(),
                 }),
             };
@@ -480,12 +512,19 @@ pub async fn run(
                 name: "handshake",
                 status: Status::Fail,
                 detail: format!("{err:#}"),
-                fix: Some("see ~/.opencode-remote/log/stub.log on the host".into()),
+                fix: Some(broken_stub_fix(again, &connector.root)),
                 elapsed: started.elapsed(),
             });
         }
     }
     ok
+}
+
+/// What to do when the installed stub does not come up.
+fn broken_stub_fix(again: &str, root: &str) -> String {
+    format!(
+        "reinstall it: opencode-remote install --force {again}\n(the bridge also reinstalls a stub that no longer runs by itself); if it still fails, the stub's log on the host says why: {root}/log/stub.log"
+    )
 }
 
 /// The error behind `Jump` wrappers.

@@ -168,6 +168,33 @@ struct InstallArgs {
     force: bool,
 }
 
+impl HostArgs {
+    /// These host arguments as the user would type them again, shell-quoted, for the fixes
+    /// that doctor and errors suggest.
+    fn command_line(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(destination) = &self.destination {
+            words.push(destination.clone());
+            if let Some(identity) = &self.identity {
+                words.extend(["-i".to_owned(), identity.clone()]);
+            }
+        }
+        if let Some(config) = &self.config {
+            words.extend(["--config".to_owned(), config.display().to_string()]);
+        }
+        if let Some(provider) = &self.provider {
+            words.extend(["--provider".to_owned(), provider.clone()]);
+        }
+        if let Some(host) = &self.host {
+            words.extend(["--host".to_owned(), host.clone()]);
+        }
+        for label in &self.labels {
+            words.extend(["--label".to_owned(), label.clone()]);
+        }
+        local::quote::join(words.iter().map(String::as_str))
+    }
+}
+
 fn home() -> anyhow::Result<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -363,12 +390,7 @@ async fn setup(args: HostArgs) -> anyhow::Result<()> {
     };
     let outcome = local::setup::run(&resolved.connector, &home, &mut step).await?;
     let target = &resolved.connector.target;
-    let what = match &outcome.installed {
-        local::bootstrap::Installed::AlreadyCurrent => "already up to date".to_owned(),
-        local::bootstrap::Installed::Fresh => "installed".to_owned(),
-        local::bootstrap::Installed::Upgraded(previous) => format!("upgraded (was {previous})"),
-        local::bootstrap::Installed::Reinstalled => "reinstalled".to_owned(),
-    };
+    let what = outcome.installed.to_string();
     let ssh_port = if target.port == 22 {
         String::new()
     } else {
@@ -460,7 +482,8 @@ async fn doctor(args: HostArgs) -> anyhow::Result<()> {
         }
     };
     make_interactive(&mut resolved, false);
-    let ok = local::doctor::run(&resolved.connector, config_line, &mut |check| {
+    let again = args.command_line();
+    let ok = local::doctor::run(&resolved.connector, config_line, &again, &mut |check| {
         let _ignored = writeln!(out, "{check}");
     })
     .await;
@@ -468,7 +491,7 @@ async fn doctor(args: HostArgs) -> anyhow::Result<()> {
         writeln!(std::io::stdout(), "All checks passed.")?;
         Ok(())
     } else {
-        bail!("some checks failed (see the fixes above)")
+        bail!("some checks failed or could not run (see the fixes above)")
     }
 }
 
@@ -479,12 +502,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         .connector
         .install(args.force, &mut progress)
         .await?;
-    let what = match installed {
-        local::bootstrap::Installed::AlreadyCurrent => "already up to date".to_owned(),
-        local::bootstrap::Installed::Fresh => "installed".to_owned(),
-        local::bootstrap::Installed::Upgraded(previous) => format!("upgraded (was {previous})"),
-        local::bootstrap::Installed::Reinstalled => "reinstalled".to_owned(),
-    };
+    let what = installed.to_string();
     let summary = serde_json::json!({
         "host": resolved.host.name,
         "result": what,
