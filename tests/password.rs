@@ -247,3 +247,110 @@ fn a_password_only_host_without_sshpass_should_get_exact_manual_steps() {
         "{stderr}"
     );
 }
+
+/// `command` on a real pseudo-terminal run by `sshpass`, which types `password` at every prompt
+/// containing "assword".
+fn under_sshpass(command: &Command, password: &str) -> Command {
+    let mut wrapped = Command::new("sshpass");
+    wrapped
+        .arg("-e")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .env("SSHPASS", password);
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped.stdin(std::process::Stdio::null());
+    wrapped
+}
+
+#[test]
+fn a_keyboard_interactive_host_should_show_its_prompts_at_the_terminal_and_log_in() {
+    // Only keyboard-interactive (through PAM), as on hosts with PAM-driven logins.
+    let Some(sshd) = Sshd::builder()
+        .kbd_interactive_authentication(true)
+        .password_authentication(false)
+        .start()
+    else {
+        return;
+    };
+    let Some(user) = TempUser::create(&sshd.remote_home()) else {
+        return;
+    };
+    let destination = format!("{}@127.0.0.1:{}", user.name, sshd.port());
+    let mut health = local(&sshd);
+    health.args(["health", &destination]);
+
+    let out = under_sshpass(&health, &user.password).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let health_json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(health_json["healthy"], true);
+    assert!(
+        sshd.log().contains(&format!(
+            "Accepted keyboard-interactive/pam for {}",
+            user.name
+        )),
+        "{}",
+        sshd.log()
+    );
+    assert!(!stdout.contains(&user.password) && !stderr.contains(&user.password));
+
+    // At a terminal (util-linux `script`), the person sees the server's own prompt, attributed
+    // like OpenSSH does, and what they type logs in.
+    let command_line = format!(
+        "{} health {destination}",
+        integration_tests::bins::local_bin().display()
+    );
+    let mut at_terminal = Command::new("script");
+    at_terminal.args(["-qec", &command_line, "/dev/null"]);
+    for (key, value) in health.get_envs() {
+        match value {
+            Some(value) => at_terminal.env(key, value),
+            None => at_terminal.env_remove(key),
+        };
+    }
+    let mut child = at_terminal
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Let the prompt turn echo off first; the terminal keeps the answer until it is read.
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        writeln!(stdin, "{}", user.password).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("({}@127.0.0.1) Password:", user.name)),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&user.password),
+        "typed with echo off: {text}"
+    );
+
+    // Wrong answers are refused with a clear error (sshpass gives up at the second prompt).
+    let out = under_sshpass(&health, "not-the-password").output().unwrap();
+    assert!(!out.status.success());
+
+    // Without a terminal nobody can answer: fail fast, naming the method and the way out.
+    let out = without_terminal(health).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("keyboard-interactive") && stderr.contains("setup-host.sh"),
+        "{stderr}"
+    );
+}

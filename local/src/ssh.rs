@@ -958,29 +958,28 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<St
     let password_possible =
         offers(russh::MethodKind::Password) || offers(russh::MethodKind::KeyboardInteractive);
     if target.interactive && password_possible {
+        // Like OpenSSH: keyboard-interactive first (it carries PAM's own prompts, one-time
+        // codes included), then password.
         for attempt in 1..=3 {
-            let prompt = format!("{}@{}'s password: ", target.user, target.host);
-            let password = crate::terminal::password(&prompt).map_err(|err| {
-                SshError::Exec(format!("cannot read the password from the terminal: {err}"))
-            })?;
-            if offers(russh::MethodKind::Password) {
+            if offers(russh::MethodKind::KeyboardInteractive) {
+                if keyboard_interactive(handle, target).await? {
+                    return Ok("keyboard-interactive".into());
+                }
+                tried.push(format!(
+                    "keyboard-interactive (attempt {attempt}, rejected)"
+                ));
+            } else {
+                let prompt = format!("{}@{}'s password: ", target.user, target.host);
+                let password = crate::terminal::password(&prompt).map_err(terminal_error)?;
                 match handle
-                    .authenticate_password(target.user.clone(), password.clone())
+                    .authenticate_password(target.user.clone(), password)
                     .await
                 {
                     Ok(client::AuthResult::Success) => return Ok("password".into()),
-                    Ok(_) => {}
+                    Ok(_) => tried.push(format!("password (attempt {attempt}, rejected)")),
                     Err(err) => return Err(protocol_error(err)),
                 }
             }
-            if offers(russh::MethodKind::KeyboardInteractive)
-                && keyboard_interactive(handle, &target.user, &password)
-                    .await
-                    .map_err(protocol_error)?
-            {
-                return Ok("keyboard-interactive".into());
-            }
-            tried.push(format!("password (attempt {attempt}, rejected)"));
         }
     }
 
@@ -1017,34 +1016,57 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<St
     })
 }
 
-/// Answers keyboard-interactive prompts: the password for hidden prompts, nothing else.
+fn terminal_error(err: std::io::Error) -> SshError {
+    SshError::Exec(format!("cannot read an answer from the terminal: {err}"))
+}
+
+/// One keyboard-interactive exchange at the terminal: shows what the server sends (its name,
+/// instructions and each prompt, prefixed with `(user@host)` as OpenSSH does) and sends back
+/// what the person types, echoed only where the server asks for echo. `Ok(false)` when the
+/// server rejects the answers.
 async fn keyboard_interactive(
     handle: &mut Handle<Client>,
-    user: &str,
-    password: &str,
-) -> Result<bool, russh::Error> {
+    target: &Target,
+) -> Result<bool, SshError> {
+    let protocol_error = |source: russh::Error| SshError::Protocol {
+        host: target.host.clone(),
+        port: target.port,
+        source,
+    };
     let mut response = handle
-        .authenticate_keyboard_interactive_start(user, None)
-        .await?;
-    // Servers may send several rounds (including empty ones); a few are plenty.
-    for _ in 0..5 {
+        .authenticate_keyboard_interactive_start(target.user.clone(), None)
+        .await
+        .map_err(protocol_error)?;
+    // Servers may send several rounds (password, then a one-time code; empty rounds too), but
+    // not forever.
+    for _ in 0..10 {
         match response {
             client::KeyboardInteractiveAuthResponse::Success => return Ok(true),
             client::KeyboardInteractiveAuthResponse::Failure { .. } => return Ok(false),
-            client::KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
-                let answers = prompts
-                    .iter()
-                    .map(|p| {
-                        if p.echo {
-                            String::new()
-                        } else {
-                            password.to_owned()
-                        }
-                    })
-                    .collect();
+            client::KeyboardInteractiveAuthResponse::InfoRequest {
+                name,
+                instructions,
+                prompts,
+            } => {
+                for text in [&name, &instructions] {
+                    if !text.trim().is_empty() {
+                        crate::terminal::say(text.trim_end()).map_err(terminal_error)?;
+                    }
+                }
+                let mut answers = Vec::with_capacity(prompts.len());
+                for prompt in &prompts {
+                    let shown = format!("({}@{}) {}", target.user, target.host, prompt.prompt);
+                    let answer = if prompt.echo {
+                        crate::terminal::line(&shown)
+                    } else {
+                        crate::terminal::password(&shown)
+                    };
+                    answers.push(answer.map_err(terminal_error)?);
+                }
                 response = handle
                     .authenticate_keyboard_interactive_respond(answers)
-                    .await?;
+                    .await
+                    .map_err(protocol_error)?;
             }
         }
     }

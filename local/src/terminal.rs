@@ -47,6 +47,29 @@ pub fn confirm(question: &str) -> std::io::Result<bool> {
     }
 }
 
+/// Shows `text` (a server's message) on its own line.
+///
+/// # Errors
+///
+/// When the terminal cannot be used.
+pub fn say(text: &str) -> std::io::Result<()> {
+    let mut tty = tty()?;
+    writeln!(tty, "{text}")?;
+    tty.flush()
+}
+
+/// Reads an answer with echo on (a prompt the server marked as not secret).
+///
+/// # Errors
+///
+/// When the terminal cannot be used.
+pub fn line(prompt: &str) -> std::io::Result<String> {
+    let mut tty = tty()?;
+    write!(tty, "{prompt}")?;
+    tty.flush()?;
+    read_line(&tty)
+}
+
 /// Reads a password with echo off.
 ///
 /// # Errors

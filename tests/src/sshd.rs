@@ -337,7 +337,8 @@ impl SshdBuilder {
         self
     }
 
-    /// `KbdInteractiveAuthentication` (default `no`).
+    /// `KbdInteractiveAuthentication` (default `no`); `yes` also sets `UsePAM yes`, the only
+    /// keyboard-interactive back end OpenSSH has on Linux.
     pub fn kbd_interactive_authentication(mut self, enabled: bool) -> Self {
         self.kbd_interactive_authentication = enabled;
         self
@@ -605,7 +606,17 @@ impl Sshd {
         let _ = writeln!(c, "PidFile {}", q(&root.join("sshd.pid")));
         let _ = writeln!(c, "AuthorizedKeysFile {}", q(&self.authorized_keys_path()));
         c.push_str("AuthorizedPrincipalsFile none\n");
-        c.push_str("UsePAM no\n");
+        // On Linux, sshd offers keyboard-interactive only through PAM (sshd's PAM service
+        // then checks the account's real password).
+        let _ = writeln!(
+            c,
+            "UsePAM {}",
+            if b.kbd_interactive_authentication {
+                "yes"
+            } else {
+                "no"
+            }
+        );
         c.push_str("StrictModes no\n");
         c.push_str("PermitRootLogin yes\n");
         c.push_str("PubkeyAuthentication yes\n");
