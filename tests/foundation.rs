@@ -425,10 +425,12 @@ fn a_stub_of_another_protocol_version_should_be_refused_with_both_versions() {
 fn a_crashing_stub_should_be_reported_with_its_stderr() {
     let sshd = require_sshd!();
     run_ok(local(&sshd).args(["install", &destination(&sshd)]));
-    // Keep the stamp (so the launcher trusts it) but replace the binary.
+    // Keep the stamp (so the launcher trusts it) but replace the binary with one that still
+    // answers `--version` (so it is not mistaken for a damaged file and reinstalled) and
+    // crashes when it serves.
     std::fs::write(
         stub_path(&sshd),
-        "#!/bin/sh\necho 'stub: cannot map memory' >&2\nexit 7\n",
+        "#!/bin/sh\ncase $1 in --version) echo 'opencode-remote-stub 0.1.0 (protocol 1.0)' ;;\n*) echo 'stub: cannot map memory' >&2; exit 7 ;; esac\n",
     )
     .unwrap();
     let stderr = run_err(local(&sshd).args(["health", &destination(&sshd)]));
