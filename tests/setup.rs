@@ -45,8 +45,22 @@ fn doctor_should_pass_on_a_healthy_host_and_explain_a_missing_stub() {
             && stdout.contains("[ ok ] auth"),
         "{stdout}"
     );
-    let (ok, _, _) = output(local(&sshd).args(["install", &destination(&sshd)]));
+    let (ok, _, stderr) = output(local(&sshd).args(["install", &destination(&sshd)]));
     assert!(ok);
+    // Staged progress on stderr, the upload in bytes.
+    assert!(
+        stderr.contains("connecting to") && stderr.contains("uploading the stub: 0/"),
+        "{stderr}"
+    );
+    let done = stderr
+        .lines()
+        .find(|line| line.contains("bytes (100%)"))
+        .and_then(|line| line.split("uploading the stub: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no 100% line: {stderr}"));
+    let (sent, total) = done.split_once('/').unwrap();
+    assert_eq!(sent, total);
+    assert!(total.parse::<u64>().unwrap() > 1 << 20, "{stderr}");
     let (ok, stdout, _) = output(local(&sshd).args(["doctor", &destination(&sshd)]));
     assert!(ok, "{stdout}");
     for step in [

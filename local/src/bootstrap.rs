@@ -197,6 +197,26 @@ impl std::fmt::Display for Installed {
     }
 }
 
+/// An upload progress callback for [`install`] that reports `sent/total bytes (n%)` through
+/// `say` at 0, 25, 50, 75 and 100 %.
+pub fn upload_reporter(mut say: impl FnMut(&str) + Send) -> impl FnMut(u64, u64) + Send {
+    let mut last_quarter = None;
+    move |sent, total| {
+        let percent = (sent * 100).checked_div(total).unwrap_or(100);
+        if last_quarter != Some(percent / 25) {
+            last_quarter = Some(percent / 25);
+            say(&format!(
+                "uploading the stub: {sent}/{total} bytes ({percent}%)"
+            ));
+        }
+    }
+}
+
+/// Whether `probe` shows `stub` installed and working (its stamp matches and `--version` ran).
+pub fn is_current(probe: &Probe, stub: &Stub) -> bool {
+    probe.installed == stub.identity && !probe.installed_version.is_empty()
+}
+
 /// Installs `stub` under `root` unless the stamp already matches. `progress` is called with
 /// (bytes sent, total).
 ///
@@ -219,7 +239,7 @@ pub async fn install(
     }
     // The stamp says which build is there; `--version` (run by the probe) says it still runs.
     let damaged = probe.installed == stub.identity && probe.installed_version.is_empty();
-    if probe.installed == stub.identity && !force && !damaged {
+    if is_current(probe, stub) && !force {
         return Ok(Installed::AlreadyCurrent);
     }
     let crc = stubs::cksum(&stub.bytes);
@@ -358,6 +378,27 @@ mod tests {
         assert_eq!(probe.installed, "0.1.0 9 9");
         assert_eq!(probe.installed_version, "");
         assert_eq!(probe.version_error, "line one line two");
+    }
+
+    #[test]
+    fn upload_reporter_should_report_each_quarter_once() {
+        let mut lines = Vec::new();
+        {
+            let mut report = upload_reporter(|line: &str| lines.push(line.to_owned()));
+            for sent in (0..=1000).step_by(50) {
+                report(sent, 1000);
+            }
+        }
+        assert_eq!(
+            lines,
+            [
+                "uploading the stub: 0/1000 bytes (0%)",
+                "uploading the stub: 250/1000 bytes (25%)",
+                "uploading the stub: 500/1000 bytes (50%)",
+                "uploading the stub: 750/1000 bytes (75%)",
+                "uploading the stub: 1000/1000 bytes (100%)",
+            ]
+        );
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Connector {
                 probe.arch,
                 probe.kernel
             ));
-            let mut report = |sent: u64, total: u64| tracing::debug!(sent, total, "upload");
+            let mut report = bootstrap::upload_reporter(&mut *progress);
             installed =
                 bootstrap::install(&connection, &self.root, probe, &stub, false, &mut report)
                     .await?;
@@ -269,14 +269,14 @@ impl Connector {
         ));
         let probe = bootstrap::probe(&connection, &self.root).await?;
         let stub = stubs::for_arch(&probe.arch).map_err(BootstrapError::from)?;
-        if probe.installed != stub.identity || probe.installed_version.is_empty() || force {
+        if !bootstrap::is_current(&probe, &stub) || force {
             progress(&format!(
                 "uploading opencode-remote-stub ({} bytes) to {}/bin",
                 stub.bytes.len(),
                 self.root
             ));
         }
-        let mut report = |sent: u64, total: u64| tracing::debug!(sent, total, "upload");
+        let mut report = bootstrap::upload_reporter(&mut *progress);
         let installed =
             bootstrap::install(&connection, &self.root, &probe, &stub, force, &mut report).await?;
         let version = connection

@@ -226,15 +226,8 @@ pub async fn run(
         probe.os, probe.arch, probe.kernel, probe.home
     ));
     let stub = stubs::for_arch(&probe.arch).map_err(bootstrap::BootstrapError::from)?;
-    let mut last_percent = u64::MAX;
-    let mut report = |sent: u64, total: u64| {
-        let percent = (sent * 100).checked_div(total).unwrap_or(100);
-        if percent / 25 != last_percent / 25 || sent == total {
-            last_percent = percent;
-            tracing::info!("uploading the stub: {sent}/{total} bytes ({percent}%)");
-        }
-    };
-    if probe.installed != stub.identity {
+    let mut report = bootstrap::upload_reporter(|line: &str| tracing::info!("{line}"));
+    if !bootstrap::is_current(&probe, &stub) {
         step(&format!(
             "installing opencode-remote-stub ({} bytes) into {}/bin",
             stub.bytes.len(),
