@@ -429,3 +429,98 @@ fn closing_the_connection_should_leave_no_orphan_processes() {
         "processes of the closed connection are still running; stub log:\n{log}"
     );
 }
+
+#[test]
+fn a_command_cut_off_by_a_lost_connection_should_be_closed_in_the_log() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("p5");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut bridge = start(&sshd, project.to_str().unwrap());
+    let (id, part_id) = runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = Events::subscribe(&bridge).await;
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (_, session) = client
+            .json("POST", &format!("{prefix}/session"), &json!({}))
+            .await;
+        let id = session["id"].as_str().unwrap().to_owned();
+        let path = format!("{prefix}/session/{id}/shell");
+        let authority = bridge.authority();
+        tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            client
+                .json(
+                    "POST",
+                    &path,
+                    &json!({ "agent": "build", "command": "echo started; sleep 300" }),
+                )
+                .await
+        });
+        let asked = events.wait_for("permission.asked").await;
+        let request_id = asked["payload"]["properties"]["id"].as_str().unwrap();
+        client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/{request_id}/reply"),
+                &json!({ "reply": "once" }),
+            )
+            .await;
+        loop {
+            let event = events.wait_for("message.part.updated").await;
+            let part = &event["payload"]["properties"]["part"];
+            if part["state"]["metadata"]["output"] == "started\n" {
+                break (id, part["id"].as_str().unwrap().to_owned());
+            }
+        }
+    });
+    // The connection goes away while the command runs (the bridge dies with it).
+    bridge.kill();
+
+    // The next stub for this workspace closes the call in the log: OpenCode, catching up
+    // through /sync/history, sees it ended instead of running forever.
+    let bridge = start(&sshd, project.to_str().unwrap());
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (status, history) = client
+            .json("POST", &format!("{prefix}/sync/history"), &json!({}))
+            .await;
+        assert_eq!(status, 200);
+        let events: Vec<&Value> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["aggregate_id"] == id.as_str())
+            .collect();
+        // Contiguous from 0, no duplicates.
+        for (index, event) in events.iter().enumerate() {
+            assert_eq!(event["seq"], index as u64, "{history:#}");
+        }
+        let last_part = events
+            .iter()
+            .rev()
+            .find(|e| e["data"]["part"]["id"] == part_id.as_str())
+            .unwrap();
+        let state = &last_part["data"]["part"]["state"];
+        assert_eq!(state["status"], "error", "{state:#}");
+        assert!(
+            state["error"].as_str().unwrap().contains("connection"),
+            "{state:#}"
+        );
+        assert_eq!(state["metadata"]["output"], "started\n");
+        let assistant = events
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "message.updated.1" && e["data"]["info"]["role"] == "assistant")
+            .unwrap();
+        assert!(assistant["data"]["info"]["time"]["completed"].is_u64());
+        assert_eq!(
+            assistant["data"]["info"]["error"]["name"],
+            "MessageAbortedError"
+        );
+        let (_, idle) = client
+            .json("GET", &format!("{prefix}/session/status"), &Value::Null)
+            .await;
+        assert_eq!(idle, json!({}));
+    });
+}

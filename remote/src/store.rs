@@ -106,6 +106,83 @@ struct Session {
     dirty: bool,
 }
 
+/// What a stub that went away in the middle of a shell call left open in a session log: the
+/// assistant messages without `time.completed` and the tool parts still `pending`/`running`
+/// (latest form of each, by id).
+#[derive(Default)]
+struct Unfinished {
+    messages: BTreeMap<String, Value>,
+    parts: BTreeMap<String, Value>,
+}
+
+impl Unfinished {
+    fn track(&mut self, event: &Stored) {
+        match event.kind.as_str() {
+            "message.updated.1" => {
+                let info = &event.data["info"];
+                if let (Some(id), Some("assistant")) = (info["id"].as_str(), info["role"].as_str())
+                {
+                    if info["time"]["completed"].is_null() {
+                        self.messages.insert(id.to_owned(), info.clone());
+                    } else {
+                        self.messages.remove(id);
+                    }
+                }
+            }
+            "message.part.updated.1" => {
+                let part = &event.data["part"];
+                if let (Some(id), Some("tool")) = (part["id"].as_str(), part["type"].as_str()) {
+                    match part["state"]["status"].as_str() {
+                        Some("pending" | "running") => {
+                            self.parts.insert(id.to_owned(), part.clone());
+                        }
+                        _ => {
+                            self.parts.remove(id);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The events that close everything left open, as an interrupted run would have: the
+    /// assistant message completed with `MessageAbortedError`, each tool part in `error`
+    /// with the output it had so far.
+    fn closing_events(self, session_id: &str, now: u64) -> Vec<(&'static str, Value)> {
+        let mut events = Vec::new();
+        for (_, mut info) in self.messages {
+            info["time"]["completed"] = json!(now);
+            info["error"] = json!({
+                "name": "MessageAbortedError",
+                "data": { "message": "The connection to the host ended while this was running" },
+            });
+            events.push((
+                "message.updated.1",
+                json!({ "sessionID": session_id, "info": info }),
+            ));
+        }
+        for (_, mut part) in self.parts {
+            let state = &part["state"];
+            let mut closed = json!({
+                "status": "error",
+                "input": state.get("input").cloned().unwrap_or_else(|| json!({})),
+                "error": "The connection to the host ended while this command was running; it was stopped",
+                "time": { "start": state["time"]["start"].as_u64().unwrap_or(now), "end": now },
+            });
+            if let Some(output) = state["metadata"].get("output") {
+                closed["metadata"] = json!({ "output": output });
+            }
+            part["state"] = closed;
+            events.push((
+                "message.part.updated.1",
+                json!({ "sessionID": session_id, "part": part, "time": now }),
+            ));
+        }
+        events
+    }
+}
+
 /// The event log of one workspace.
 pub struct Store {
     dir: PathBuf,
@@ -153,6 +230,7 @@ impl Store {
             .map_err(io_error(&dir))?;
         let lock = take_over(&dir, workspace_id)?;
         let mut sessions = BTreeMap::new();
+        let mut interrupted = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(io_error(&dir))?;
         for entry in entries {
             let path = entry.map_err(io_error(&dir))?.path();
@@ -165,11 +243,23 @@ impl Store {
             if !ids::is_valid(session_id, "ses") {
                 continue;
             }
-            if let Some(session) = load_session(&path, session_id)? {
+            if let Some((session, unfinished)) = load_session(&path, session_id)? {
                 sessions.insert(session_id.to_owned(), session);
+                if !unfinished.messages.is_empty() || !unfinished.parts.is_empty() {
+                    interrupted.push((session_id.to_owned(), unfinished));
+                }
             }
         }
         tracing::info!(dir = %dir.display(), sessions = sessions.len(), "session store opened");
+        // The previous owner is gone (we hold the lock): whatever it was running is over.
+        // Close it in the log, or OpenCode would show those calls running forever.
+        let now = ids::now_ms();
+        for (session_id, unfinished) in interrupted {
+            for (kind, data) in unfinished.closing_events(&session_id, now) {
+                Self::append_locked(&bus, &mut sessions, &session_id, kind, data)?;
+            }
+            tracing::warn!(session = %session_id, "closed a shell call interrupted by the previous stub's end");
+        }
         Ok(Store {
             dir,
             bus,
@@ -303,7 +393,10 @@ impl Store {
     }
 
     /// Every stored event the caller does not have yet: for each session listed in `known`,
-    /// events with `seq > known`; for sessions not listed, all events. Blocking (reads files).
+    /// events with `seq > known`; for sessions not listed, all events, except deleted ones (a
+    /// caller that does not list a deleted session has deleted it or never had it; like
+    /// OpenCode, which drops a session's events with it, they are not sent again). Blocking
+    /// (reads files).
     ///
     /// # Errors
     ///
@@ -312,6 +405,7 @@ impl Store {
         let wanted: Vec<(PathBuf, String, i64)> = self
             .lock()
             .iter()
+            .filter(|(id, s)| !s.deleted || known.contains_key(*id))
             .map(|(id, s)| {
                 (
                     s.path.clone(),
@@ -386,7 +480,10 @@ fn publish(bus: &Bus, event: &Stored) {
 }
 
 /// Reads a session log, truncating a torn or corrupt tail. `None` when nothing valid is left.
-fn load_session(path: &Path, session_id: &str) -> Result<Option<Session>, StoreError> {
+fn load_session(
+    path: &Path,
+    session_id: &str,
+) -> Result<Option<(Session, Unfinished)>, StoreError> {
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -397,6 +494,7 @@ fn load_session(path: &Path, session_id: &str) -> Result<Option<Session>, StoreE
     let mut next_seq = 0u64;
     let mut info = Value::Null;
     let mut deleted = false;
+    let mut unfinished = Unfinished::default();
     let mut line = Vec::new();
     let mut problem = None;
     loop {
@@ -427,7 +525,7 @@ fn load_session(path: &Path, session_id: &str) -> Result<Option<Session>, StoreE
                         }
                     }
                     "session.deleted.1" => deleted = true,
-                    _ => {}
+                    _ => unfinished.track(&event),
                 }
             }
             _ => {
@@ -458,14 +556,20 @@ fn load_session(path: &Path, session_id: &str) -> Result<Option<Session>, StoreE
         std::fs::remove_file(path).map_err(io_error(path))?;
         return Ok(None);
     }
-    Ok(Some(Session {
-        info,
-        next_seq,
-        deleted,
-        file,
-        path: path.to_owned(),
-        dirty: false,
-    }))
+    if deleted {
+        unfinished = Unfinished::default();
+    }
+    Ok(Some((
+        Session {
+            info,
+            next_seq,
+            deleted,
+            file,
+            path: path.to_owned(),
+            dirty: false,
+        },
+        unfinished,
+    )))
 }
 
 /// Takes the workspace lock, terminating the previous owner if it still runs.
@@ -645,8 +749,81 @@ mod tests {
             store.append(&ses, "x.1", json!({})),
             Err(StoreError::NotFound(_))
         ));
-        assert_eq!(store.history(&HashMap::new()).unwrap().len(), 2);
+        // A caller that still lists it learns of the deletion; one that does not (it deleted
+        // it, or never had it) does not get the session back.
+        let listed = store.history(&HashMap::from([(ses.clone(), 0)])).unwrap();
+        assert_eq!(
+            listed.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+            ["session.deleted.1"]
+        );
+        assert!(store.history(&HashMap::new()).unwrap().is_empty());
         assert_eq!(store.last_seq(&ses), Some(1));
+    }
+
+    #[test]
+    fn reopening_should_close_a_shell_call_the_previous_stub_left_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new("/d", "p", "wrk_a");
+        let ses = ids::new("ses", Order::Descending);
+        let (done, open) = (
+            ids::new("msg", Order::Ascending),
+            ids::new("msg", Order::Ascending),
+        );
+        let running = json!({
+            "type": "tool", "id": "prt_1", "messageID": open, "sessionID": ses, "tool": "bash", "callID": "c",
+            "state": { "status": "running", "time": { "start": 5 }, "input": { "command": "sleep 100" },
+                       "metadata": { "output": "partial\n" } },
+        });
+        {
+            let store = Store::open(dir.path(), "wrk_a", bus.clone()).unwrap();
+            store.create(info(&ses)).unwrap();
+            // A finished call (left alone) and one cut off while running.
+            for message in [
+                json!({ "id": done, "role": "assistant", "time": { "created": 1 } }),
+                json!({ "id": done, "role": "assistant", "time": { "created": 1, "completed": 2 } }),
+                json!({ "id": open, "role": "assistant", "time": { "created": 3 } }),
+            ] {
+                store
+                    .append(
+                        &ses,
+                        "message.updated.1",
+                        json!({ "sessionID": ses, "info": message }),
+                    )
+                    .unwrap();
+            }
+            store
+                .append(
+                    &ses,
+                    "message.part.updated.1",
+                    json!({ "sessionID": ses, "part": running, "time": 6 }),
+                )
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), "wrk_a", bus.clone()).unwrap();
+        let added = store.history(&HashMap::from([(ses.clone(), 4)])).unwrap();
+        assert_eq!(added.len(), 2, "{added:?}");
+        let message = &added[0].data["info"];
+        assert_eq!(added[0].kind, "message.updated.1");
+        assert_eq!(message["id"], open.as_str());
+        assert!(message["time"]["completed"].as_i64().unwrap() >= 3);
+        assert_eq!(message["error"]["name"], "MessageAbortedError");
+        let part = &added[1].data["part"];
+        assert_eq!(added[1].kind, "message.part.updated.1");
+        assert_eq!(part["id"], "prt_1");
+        assert_eq!(part["state"]["status"], "error");
+        assert_eq!(part["state"]["input"]["command"], "sleep 100");
+        assert_eq!(part["state"]["metadata"]["output"], "partial\n");
+        assert_eq!(part["state"]["time"]["start"], 5);
+        assert!(
+            part["state"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("connection")
+        );
+        drop(store);
+        // Closed once: reopening again adds nothing.
+        let store = Store::open(dir.path(), "wrk_a", bus).unwrap();
+        assert_eq!(store.last_seq(&ses), Some(6));
     }
 
     #[test]

@@ -112,6 +112,12 @@ impl BridgeProcess {
         rest[rest.find('/').unwrap()..].to_owned()
     }
 
+    /// SIGKILLs the bridge (its SSH connection drops with it) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Closes stdin and waits up to 5 s for the bridge to exit; returns whether it did.
     pub fn close(&mut self) -> bool {
         drop(self.child.stdin.take());
