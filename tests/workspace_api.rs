@@ -524,3 +524,69 @@ fn a_command_cut_off_by_a_lost_connection_should_be_closed_in_the_log() {
         assert_eq!(idle, json!({}));
     });
 }
+
+#[test]
+fn commands_should_not_be_steered_by_inherited_cdpath_or_bash_env() {
+    // `cd sub` must mean <project>/sub, as the path check assumed, whatever environment the
+    // host gives its sessions.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(elsewhere.path().join("sub")).unwrap();
+    let bash_env = elsewhere.path().join("bash-env.sh");
+    std::fs::write(&bash_env, "echo BASH-ENV-RAN\n").unwrap();
+    let sshd = require_sshd!(
+        Sshd::builder()
+            .env("CDPATH", elsewhere.path().to_str().unwrap())
+            .env("BASH_ENV", bash_env.to_str().unwrap())
+    );
+    let project = sshd.remote_home().join("p6");
+    std::fs::create_dir_all(project.join("sub")).unwrap();
+    let bridge = start(&sshd, project.to_str().unwrap());
+    // The stub really got them from the host.
+    let stub_pid = bridge.info["stub"]["pid"].as_u64().unwrap();
+    let environ = std::fs::read(format!("/proc/{stub_pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("CDPATH=") && environ.contains("BASH_ENV="),
+        "{environ}"
+    );
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = Events::subscribe(&bridge).await;
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (_, session) = client
+            .json("POST", &format!("{prefix}/session"), &json!({}))
+            .await;
+        let id = session["id"].as_str().unwrap().to_owned();
+        let path = format!("{prefix}/session/{id}/shell");
+        let authority = bridge.authority();
+        let call = tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            client
+                .json(
+                    "POST",
+                    &path,
+                    &json!({ "agent": "build", "command": "cd sub && pwd" }),
+                )
+                .await
+        });
+        let asked = events.wait_for("permission.asked").await;
+        let request_id = asked["payload"]["properties"]["id"].as_str().unwrap();
+        client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/{request_id}/reply"),
+                &json!({ "reply": "once" }),
+            )
+            .await;
+        let (status, result) = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("shell finished")
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(
+            result["parts"][0]["state"]["output"],
+            format!("{}/sub\n", project.display()),
+            "{result:#}"
+        );
+    });
+}

@@ -374,9 +374,16 @@ async fn execute(
 ) -> Finished {
     let (program, args) = shell_program();
     let mut command = tokio::process::Command::new(&program);
+    // The path check (policy.rs) assumes `cd` and start-up files work the plain way: no
+    // inherited start-up file variables, no CDPATH (also when a profile sets one), HOME as the
+    // check saw it.
     command
         .args(&args)
-        .arg(command_line)
+        .arg(format!("unset CDPATH; {command_line}"))
+        .env_remove("BASH_ENV")
+        .env_remove("ENV")
+        .env_remove("CDPATH")
+        .env("HOME", app.home())
         .current_dir(&app.config().directory)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
