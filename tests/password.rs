@@ -202,6 +202,23 @@ fn a_password_only_host_should_get_a_key_through_sshpass() {
     let authorized =
         std::fs::read_to_string(sshd.remote_home().join(".ssh/authorized_keys")).unwrap();
     assert_eq!(authorized.matches(public.trim()).count(), 1);
+    // ... and needs no password at all any more: the dedicated key is found by itself, by
+    // setup and by every other command.
+    let (ok, stdout, stderr) = setup_host(&sshd, &user.name, None);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("already up to date"), "{stdout}");
+    let out = without_terminal(local(&sshd))
+        .args([
+            "health",
+            &format!("{}@127.0.0.1:{}", user.name, sshd.port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -351,6 +368,14 @@ fn a_keyboard_interactive_host_should_show_its_prompts_at_the_terminal_and_log_i
     assert!(!out.status.success());
     assert!(
         stderr.contains("keyboard-interactive") && stderr.contains("setup-host.sh"),
+        "{stderr}"
+    );
+    // setup-host.sh itself, unattended, on this keyboard-interactive-only host: the manual
+    // steps with a dedicated key (not "run setup-host.sh" again).
+    let (ok, _, stderr) = setup_host(&sshd, &user.name, None);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no password can be asked here") && stderr.contains("authorized_keys"),
         "{stderr}"
     );
 }

@@ -109,6 +109,13 @@ fn doctor_should_diagnose_host_key_auth_and_network_problems() {
         stdout.contains("[FAIL] auth") && stdout.contains("setup-host.sh"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!(
+            "opencode-remote setup {} -i {wrong}",
+            destination(&sshd)
+        )),
+        "the fix repeats the host arguments: {stdout}"
+    );
 
     // Nothing listens on the port any more.
     let mut sshd = require_sshd!();

@@ -227,8 +227,7 @@ pub async fn run(
         Err(err) => {
             let (name, fix) = match innermost(&err) {
                 SshError::HostKeyUnknown { entry, .. } => ("host key", format!(
-                    "check the fingerprint with the host's administrator, then run\nscripts/setup-host.sh --accept-new {} {} {}\n(or `ssh` to {entry} once and answer yes)",
-                    target.host, target.user, target.port
+                    "check the fingerprint with the host's administrator, then run\nopencode-remote setup {again} --accept-new   (what scripts/setup-host.sh runs)\n(or `ssh` to {entry} once and answer yes)"
                 )),
                 SshError::HostKeyChanged { entry, file, line, .. } => ("host key", format!(
                     "if the change is expected (host reinstalled), remove the old key: ssh-keygen -R '{entry}' -f {}  (line {line}), then trust the new one",
@@ -236,8 +235,7 @@ pub async fn run(
                 )),
                 SshError::HostKeyRevoked { .. } => ("host key", "the key is revoked in known_hosts: talk to the host's administrator".to_owned()),
                 SshError::Auth { .. } => ("auth", format!(
-                    "load your key into ssh-agent (`ssh-add`), set ssh.identityFile for the host, or run scripts/setup-host.sh {} {} {} to install a key (password-only hosts)",
-                    target.host, target.user, target.port
+                    "load your key into ssh-agent (`ssh-add`), set ssh.identityFile for the host, or install a key (password-only hosts) with\nopencode-remote setup {again}   (what scripts/setup-host.sh runs)"
                 )),
                 SshError::Timeout { .. } => ("ssh", "the SSH handshake did not finish: check for a slow or filtering network, or raise tunnel.connectTimeout".to_owned()),
                 _ => ("ssh", "see the error above".to_owned()),

@@ -123,11 +123,19 @@ pub fn ensure_key(path: &Path) -> Result<String, SetupError> {
 
 /// The manual steps for a password-only host when nobody can type the password here.
 pub fn manual_steps(target: &Target, key: &Path, public: &str) -> String {
-    let port = if target.port == 22 {
+    let mut port = if target.port == 22 {
         String::new()
     } else {
         format!("-p {} ", target.port)
     };
+    if !target.jumps.is_empty() {
+        let hops: Vec<String> = target
+            .jumps
+            .iter()
+            .map(|j| format!("{}@{}:{}", j.user, j.host, j.port))
+            .collect();
+        port.push_str(&format!("-J {} ", hops.join(",")));
+    }
     format!(
         "no key is accepted by {user}@{host} and no password can be asked here (no terminal; for \
          unattended runs set SSHPASS and install sshpass). Install this key on the host by hand:\n\
@@ -135,7 +143,7 @@ pub fn manual_steps(target: &Target, key: &Path, public: &str) -> String {
          \x20 2. on the host, run:  umask 077; mkdir -p ~/.ssh && printf '%s\\n' {line} >> ~/.ssh/authorized_keys\n\
          \x20 3. then again:  scripts/setup-host.sh {host} {user} {p} {key}",
         user = target.user,
-        host = target.host,
+        host = target.alias,
         p = target.port,
         line = quote::sh(public),
         key = key.display(),
@@ -161,7 +169,10 @@ pub async fn run(
     let mut key_installed = None;
     let connection = match ssh::connect(target).await {
         Ok(connection) => connection,
-        Err(SshError::Auth { hint, .. }) if hint.contains("password") && !target.interactive => {
+        Err(SshError::Auth {
+            password_possible: true,
+            ..
+        }) if !target.interactive => {
             let key = key_path(home, &target.host);
             let public = ensure_key(&key)?;
             return Err(SetupError::NeedsManualKey(manual_steps(

@@ -185,6 +185,8 @@ pub enum SshError {
         tried: String,
         /// Advice.
         hint: String,
+        /// The server would take a password (or keyboard-interactive answers) from a person.
+        password_possible: bool,
     },
     /// Through which jump host a failure happened.
     #[error("via jump host {hop}")]
@@ -255,6 +257,11 @@ pub fn target_for(
         .clone()
         .or(settings.proxy_jump.clone());
     target.jumps = jumps(jump_spec.as_deref(), home, tuning)?;
+    // The key scripts/setup-host.sh installs on password-only hosts is used from then on.
+    let dedicated = crate::setup::key_path(home, &target.host);
+    if dedicated.is_file() && !target.identity_files.contains(&dedicated) {
+        target.identity_files.push(dedicated);
+    }
     Ok(target)
 }
 
@@ -1006,7 +1013,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<St
         if password_possible && !target.interactive {
             hint.push_str(&format!(
                 ". Password logins need a person at a terminal: run `scripts/setup-host.sh {} {} {}` once to install a key",
-                target.host, target.user, target.port
+                target.alias, target.user, target.port
             ));
         }
     }
@@ -1019,6 +1026,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<St
         port: target.port,
         tried: tried.join(", "),
         hint,
+        password_possible,
     })
 }
 
