@@ -490,6 +490,26 @@ fn config_commands_should_report_malformed_json_with_its_position() {
     }
     assert_eq!(home.text(), broken);
     assert_eq!(home.files(), ["opencode.json"]);
+
+    // Errors a lenient JSONC reader would let through: a missing comma, single quotes.
+    for (broken, position) in [
+        (
+            "{\n  \"$schema\": \"https://opencode.ai/config.json\"\n  \"plugin\": []\n}\n",
+            "line 3 column 3",
+        ),
+        ("{\n  'plugin': []\n}\n", "line 2 column 3"),
+    ] {
+        let home = Home::with("opencode.json", broken);
+        for args in [&["init"][..], &["add", "default", "h", "u"], &["list"]] {
+            let err = home.config_command(args).error();
+            assert!(
+                err.contains("is not valid JSON") && err.contains(position),
+                "{args:?}: {err}"
+            );
+        }
+        assert_eq!(home.text(), broken, "nothing was written");
+        assert_eq!(home.files(), ["opencode.json"], "no backup either");
+    }
 }
 
 #[test]

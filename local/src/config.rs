@@ -289,13 +289,74 @@ pub fn parse_jsonc(text: &str, path: &Path) -> Result<serde_json::Value, ConfigE
         allow_trailing_commas: true,
     };
     match jsonc_parser::parse_to_serde_value(text, &options) {
-        Ok(Some(value)) => Ok(value),
+        Ok(Some(value)) => {
+            // The JSONC parser is lenient beyond comments and trailing commas (it takes
+            // missing commas and single quotes), which OpenCode does not: check strictly too,
+            // so we never report a broken file as valid or edit it.
+            serde_json::from_str::<serde::de::IgnoredAny>(&as_strict_json(text)).map_err(
+                |err| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: err.to_string(),
+                },
+            )?;
+            Ok(value)
+        }
         Ok(None) => Ok(serde_json::Value::Object(Default::default())),
         Err(err) => Err(ConfigError::Syntax {
             path: path.to_owned(),
             message: err.to_string(),
         }),
     }
+}
+
+/// `text` with its comments and trailing commas blanked out (replaced by spaces, newlines
+/// kept), so a strict JSON parser sees the rest at the same lines and columns.
+fn as_strict_json(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut comma = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'"', _) => {
+                comma = None;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            (b'/', Some(b'/')) => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    out[i] = b' ';
+                    i += 1;
+                }
+                continue;
+            }
+            (b'/', Some(b'*')) => {
+                let end = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |at| i + 2 + at + 2);
+                for byte in &mut out[i..end] {
+                    if *byte != b'\n' {
+                        *byte = b' ';
+                    }
+                }
+                i = end;
+                continue;
+            }
+            (b',', _) => comma = Some(i),
+            (b'}' | b']', _) => {
+                if let Some(at) = comma.take() {
+                    out[at] = b' ';
+                }
+            }
+            (byte, _) if byte.is_ascii_whitespace() => {}
+            _ => comma = None,
+        }
+        i += 1;
+    }
+    // Only ASCII bytes were replaced, by ASCII spaces.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
@@ -500,6 +561,24 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jsonc_should_be_strict_apart_from_comments_and_trailing_commas() {
+        let path = Path::new("opencode.jsonc");
+        let ok = "{ // c\n  \"a\": [1, 2,], /* x, } */ \"b\": \"//,}\",\n}";
+        assert_eq!(
+            parse_jsonc(ok, path).unwrap(),
+            serde_json::json!({ "a": [1, 2], "b": "//,}" })
+        );
+        for (bad, line) in [
+            ("{\n  \"a\": 1\n  \"b\": 2\n}", 3),
+            ("{\n  'a': 1\n}", 2),
+            ("{\"plugin\": [\"x\" \"y\"]}", 1),
+        ] {
+            let err = parse_jsonc(bad, path).unwrap_err().to_string();
+            assert!(err.contains(&format!("line {line}")), "{bad}: {err}");
+        }
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
