@@ -590,3 +590,57 @@ fn commands_should_not_be_steered_by_inherited_cdpath_or_bash_env() {
         );
     });
 }
+
+#[test]
+fn abort_while_waiting_for_permission_should_end_as_an_abort_and_close_the_prompt() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("p7");
+    std::fs::create_dir_all(&project).unwrap();
+    let bridge = start(&sshd, project.to_str().unwrap());
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = Events::subscribe(&bridge).await;
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (_, session) = client
+            .json("POST", &format!("{prefix}/session"), &json!({}))
+            .await;
+        let id = session["id"].as_str().unwrap().to_owned();
+        let path = format!("{prefix}/session/{id}/shell");
+        let authority = bridge.authority();
+        let call = tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            client
+                .json(
+                    "POST",
+                    &path,
+                    &json!({ "agent": "build", "command": "echo never" }),
+                )
+                .await
+        });
+        let asked = events.wait_for("permission.asked").await;
+        let request_id = asked["payload"]["properties"]["id"].as_str().unwrap();
+        let (status, ok) = client
+            .json(
+                "POST",
+                &format!("{prefix}/session/{id}/abort"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!((status, ok), (200, json!(true)));
+        let replied = events.wait_for("permission.replied").await;
+        assert_eq!(replied["payload"]["properties"]["requestID"], request_id);
+        let (status, result) = tokio::time::timeout(Duration::from_secs(15), call)
+            .await
+            .expect("aborted in time")
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(result["info"]["error"]["name"], "MessageAbortedError");
+        let state = &result["parts"][0]["state"];
+        assert_eq!(state["status"], "error");
+        assert_eq!(state["error"], "Command aborted by the user", "{state:#}");
+        let (_, pending) = client
+            .json("GET", &format!("{prefix}/permission"), &Value::Null)
+            .await;
+        assert_eq!(pending, json!([]));
+    });
+}

@@ -67,9 +67,16 @@ impl Bus {
     /// Publishes a payload (`{"id","type","properties"}` or a sync payload). Returns silently
     /// when nobody listens.
     pub fn publish(&self, payload: Value) {
+        // Sync payloads exist only in the global stream (OpenCode's per-instance /event never
+        // carries them): the instance form stays empty and /event skips it.
+        let instance = if payload["type"] == "sync" {
+            Bytes::new()
+        } else {
+            sse::encode(None, None, &payload.to_string())
+        };
         let published = Published {
             global: sse::encode(None, None, &self.envelope(&payload).to_string()),
-            instance: sse::encode(None, None, &payload.to_string()),
+            instance,
         };
         // An error only means there are no subscribers right now.
         let _no_subscribers = self.tx.send(Arc::new(published));

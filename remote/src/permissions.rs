@@ -126,7 +126,11 @@ impl Permissions {
             "sessionID": ask.session_id,
             "permission": "external_directory",
             "patterns": ask.paths,
+            // OpenCode's prompt is titled with parentDir (else filepath, else the first
+            // pattern's directory).
             "metadata": {
+                "parentDir": always.first().map(|r| r.trim_end_matches("/**")),
+                "filepath": ask.paths.first(),
                 "command": ask.command,
                 "paths": ask.paths,
                 "roots": always,
@@ -233,6 +237,9 @@ mod tests {
             "{text}"
         );
         assert_eq!(permissions.list().len(), 1);
+        let metadata = &permissions.list()[0]["metadata"];
+        assert_eq!(metadata["parentDir"], "/etc");
+        assert_eq!(metadata["filepath"], "/etc/hosts");
 
         let resolved = permissions
             .reply(

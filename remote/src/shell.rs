@@ -234,7 +234,7 @@ async fn run_logged(
 
     let finished = match check_paths(app, session_id, &message_id, &part, request, cancel).await {
         Ok(()) => execute(app, session_id, &mut part, &request.command, cancel).await,
-        Err(refusal) => Finished::Error(refusal),
+        Err(finished) => finished,
     };
 
     let end = ids::now_ms();
@@ -277,6 +277,12 @@ enum Finished {
     Error(String),
 }
 
+impl From<String> for Finished {
+    fn from(message: String) -> Finished {
+        Finished::Error(message)
+    }
+}
+
 /// Asks for every unapproved path and waits. `Err` carries the tool error message.
 async fn check_paths(
     app: &App,
@@ -285,7 +291,7 @@ async fn check_paths(
     part: &Value,
     request: &ShellRequest,
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), Finished> {
     let cwd = app.config().directory.clone();
     let home = app.home().to_owned();
     let command = request.command.clone();
@@ -343,11 +349,13 @@ async fn check_paths(
         },
     );
     let answer = tokio::select! {
-        answer = answer => answer.map_err(|_| "the permission request was withdrawn".to_owned())?,
+        // An abort also rejects the pending request: it must count as the abort it is.
+        biased;
         () = cancel.cancelled() => {
             app.permissions().withdraw(&request_id);
-            return Err("Command aborted by the user before permission was given".to_owned());
+            return Err(Finished::Aborted(String::new()));
         }
+        answer = answer => answer.map_err(|_| "the permission request was withdrawn".to_owned())?,
     };
     match answer.reply {
         Reply::Once | Reply::Always => Ok(()),
@@ -360,7 +368,7 @@ async fn check_paths(
                 "Permission denied: {} outside the approved directories of this workspace ({who})",
                 shown.join(", ")
             );
-            Err(message)
+            Err(Finished::Error(message))
         }
     }
 }

@@ -678,11 +678,12 @@ mod tests {
         let text = std::str::from_utf8(&first.instance).unwrap();
         assert!(text.contains("\"type\":\"session.created\""), "{text}");
         let second = rx.try_recv().unwrap();
-        let text = std::str::from_utf8(&second.instance).unwrap();
+        let text = std::str::from_utf8(&second.global).unwrap();
         assert!(
             text.contains("\"type\":\"session.created.1\"") && text.contains("\"seq\":0"),
             "{text}"
         );
+        assert!(second.instance.is_empty(), "sync payloads are global only");
 
         let store = Store::open(dir.path(), "wrk_a", bus).unwrap();
         assert_eq!(store.last_seq(&ses), Some(1));

@@ -70,8 +70,10 @@ pub(super) async fn route(
         }
         (&Method::POST, ["session", id, "abort"]) => {
             let store = app.store().await?;
-            app.permissions().reject_session(store.bus(), id);
+            // Abort first, so a command waiting for permission ends as aborted; the reject
+            // then closes the prompt (permission.replied) in OpenCode.
             app.runs().abort(id);
+            app.permissions().reject_session(store.bus(), id);
             json_response(StatusCode::OK, &true)
         }
         (
@@ -151,6 +153,9 @@ fn global_event(app: &App, global: bool) -> Response<Body> {
                 received = rx.recv() => match received {
                     Ok(published) => {
                         let bytes = if global { published.global.clone() } else { published.instance.clone() };
+                        if bytes.is_empty() {
+                            continue;
+                        }
                         if !tx.send(bytes).await {
                             return;
                         }
