@@ -12,6 +12,8 @@ export OPENCODE_REMOTE_REQUIRE_OPENCODE=1
 export OPENCODE_BIN="${OPENCODE_BIN:-$PWD/.cache/opencode/node_modules/.bin/opencode}"
 
 cargo fmt --all -- --check
+# The plugin's own unit tests (Node's built-in runner; Node comes with npm).
+node --test local/plugin/test/
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The e2e tests run the built binaries; build them (and the static stub) first.
 cargo build --release --workspace --locked

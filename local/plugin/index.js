@@ -108,6 +108,26 @@ export default async function opencodeRemoteProvider(input, options) {
     return args.concat(extra);
   }
 
+  // Workspace records, cached in memory: target() runs on every forwarded request and must
+  // not read files. The files keep them across OpenCode restarts.
+  const records = new Map();
+  function loadRecord(workspaceID) {
+    let record = records.get(workspaceID);
+    if (!record) {
+      record = state.loadWorkspace(workspaceID);
+      if (record) records.set(workspaceID, record);
+    }
+    return record;
+  }
+  function saveRecord(workspaceID, record) {
+    state.saveWorkspace(workspaceID, record);
+    records.set(workspaceID, record);
+  }
+  function forgetRecord(workspaceID) {
+    records.delete(workspaceID);
+    state.forgetWorkspace(workspaceID);
+  }
+
   function launch(record, extra) {
     const bridge = new Bridge({
       binary: binary(),
@@ -120,7 +140,7 @@ export default async function opencodeRemoteProvider(input, options) {
     // A bridge that dies while its workspace exists comes back on the same URL at once; it
     // then reconnects to the host by itself and tells OpenCode to resume syncing.
     bridge.onExit = (code, signal) => {
-      if (bridges.get(record.workspaceID) !== bridge || !state.loadWorkspace(record.workspaceID)) return;
+      if (bridges.get(record.workspaceID) !== bridge || !loadRecord(record.workspaceID)) return;
       log("warn", `bridge for workspace ${record.workspaceID} exited (${code ?? signal}); restarting`);
       setTimeout(() => restart(record.workspaceID).catch((err) => log("error", err.message)), 200);
     };
@@ -132,7 +152,7 @@ export default async function opencodeRemoteProvider(input, options) {
   function restart(workspaceID) {
     if (restarting.has(workspaceID)) return restarting.get(workspaceID);
     const task = (async () => {
-      const record = state.loadWorkspace(workspaceID);
+      const record = loadRecord(workspaceID);
       if (!record) throw new Error(`workspace ${workspaceID} is not known to opencode-remote`);
       let bridge = launch(record, ["--keep-trying", "--listen", `127.0.0.1:${record.port}`]);
       try {
@@ -144,7 +164,7 @@ export default async function opencodeRemoteProvider(input, options) {
         bridge = launch(record, ["--keep-trying"]);
         const info = await bridge.ready;
         record.port = Number(new URL(info.url).port);
-        state.saveWorkspace(workspaceID, record);
+        saveRecord(workspaceID, record);
       }
       return bridge;
     })().finally(() => restarting.delete(workspaceID));
@@ -211,7 +231,7 @@ export default async function opencodeRemoteProvider(input, options) {
           throw new Error(`cannot open workspace on ${record.host}: ${err.message}`);
         }
         record.port = Number(new URL(info.url).port);
-        state.saveWorkspace(workspaceID, record);
+        saveRecord(workspaceID, record);
         log("info", `workspace ${workspaceID} on ${record.host}: stub ${info.stub?.version} (${info.stub?.os}/${info.stub?.arch}, kernel ${info.stub?.kernel}) in ${info.connectMs} ms`);
       } catch (err) {
         state.releaseLease(workspaceID);
@@ -226,7 +246,7 @@ export default async function opencodeRemoteProvider(input, options) {
 
     // Called on every forwarded request: a map lookup, never SSH work.
     target(config) {
-      const record = state.loadWorkspace(config.id);
+      const record = loadRecord(config.id);
       if (!record) {
         // Unknown (created before this machine's state was lost): a URL that fails fast so the
         // workspace shows as broken instead of OpenCode crashing on a throw.
@@ -236,13 +256,13 @@ export default async function opencodeRemoteProvider(input, options) {
       if (!bridge || !bridge.alive()) {
         restart(config.id).catch((err) => log("error", `cannot restart the bridge of ${config.id}: ${err.message}`));
       }
-      return { type: "remote", url: urlOf(state.loadWorkspace(config.id) ?? record) };
+      return { type: "remote", url: urlOf(record) };
     },
 
     async remove(config) {
       const bridge = bridges.get(config.id);
       bridges.delete(config.id);
-      state.forgetWorkspace(config.id);
+      forgetRecord(config.id);
       state.releaseLease(config.id);
       await bridge?.stop();
     },

@@ -68,10 +68,16 @@ function hostKey(provider, host) {
   return `${provider}/${host}`;
 }
 
+// Longer than any create can take (SSH connect, install, handshake).
+const PENDING_CREATE_MS = 120_000;
+
 export function acquireLease(provider, host, workspaceID, mode) {
   const leases = readJson(leasesFile()) ?? {};
   const key = hostKey(provider, host);
-  const holders = (leases[key] ?? []).filter((h) => h.workspaceID !== workspaceID && loadWorkspace(h.workspaceID));
+  // A holder counts while its workspace exists, or while its create may still be running (the
+  // record is saved only once the bridge is up); one left by a crashed create expires.
+  const live = (h) => loadWorkspace(h.workspaceID) || Date.now() - (h.since ?? 0) < PENDING_CREATE_MS;
+  const holders = (leases[key] ?? []).filter((h) => h.workspaceID !== workspaceID && live(h));
   const exclusive = holders.find((h) => h.mode === "exclusive");
   if (exclusive) {
     throw new Error(
