@@ -871,3 +871,50 @@ fn a_health_check_should_stay_small_in_memory() {
         assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     }
 }
+
+#[test]
+fn a_frozen_stub_should_be_noticed_and_replaced_on_the_same_url() {
+    let sshd = require_sshd!();
+    let bridge = BridgeProcess::start(&sshd, &[]);
+    let frozen = bridge.info["stub"]["pid"].as_u64().unwrap() as u32;
+    // SIGSTOP: the SSH connection and the pipes stay open, but nothing answers any more (like
+    // a host that hangs). Only the h2 PINGs can tell.
+    let pid = rustix::process::Pid::from_raw(frozen as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let started = Instant::now();
+    let replaced_by = bridge_runtime().block_on(async {
+        let prefix = bridge.prefix();
+        // A liveness bound, generous for a loaded machine (PINGs every 5 s, 5 s to answer).
+        while started.elapsed() < Duration::from_secs(60) {
+            let attempt = async {
+                let mut client = Client::connect(&bridge.authority()).await;
+                client.get(&format!("{prefix}/global/health")).await
+            };
+            if let Ok((200, body)) = tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let pid = health["stub"]["pid"].as_u64().unwrap() as u32;
+                if pid != frozen {
+                    return Some(pid);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    });
+    eprintln!("frozen stub replaced after {:?}", started.elapsed());
+    // Whatever happened, leave nothing stopped behind.
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    let new = replaced_by.unwrap_or_else(|| {
+        panic!(
+            "the bridge never replaced the frozen stub; bridge log:\n{}",
+            bridge.stderr()
+        )
+    });
+    assert!(pid_alive(new));
+    assert!(
+        bridge.stderr().contains("stub connection ended")
+            && bridge.stderr().contains("keep-alive timed out"),
+        "{}",
+        bridge.stderr()
+    );
+}

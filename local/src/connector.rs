@@ -220,7 +220,7 @@ impl Connector {
         tokio::spawn(async move {
             let reason = match h2.await {
                 Ok(()) => "the stub closed the connection".to_owned(),
-                Err(err) => format!("connection to the stub failed: {err}"),
+                Err(err) => format!("connection to the stub failed: {}", error_chain(&err)),
             };
             let details = remote_for_task.describe();
             tracing::info!(%reason, %details, "stub connection ended");
@@ -356,4 +356,17 @@ pub async fn health(sender: &mut SendRequest<Body>) -> Result<Health, String> {
         ));
     }
     serde_json::from_slice(&body).map_err(|err| format!("invalid health JSON: {err}"))
+}
+
+/// `err` and its sources, so "http2 error" says why (e.g. "keep-alive timed out" when the
+/// stub stopped answering PINGs).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
