@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::http::Client;
-use integration_tests::opencode::{OpenCode, bridge_pids};
+use integration_tests::llm::ScriptedModel;
+use integration_tests::opencode::{OpenCode, Registration, bridge_pids};
 use integration_tests::sshd::Sshd;
 use integration_tests::{require_opencode, require_sshd};
 use serde_json::{Value, json};
@@ -725,7 +726,9 @@ fn the_users_credentials_should_never_reach_argv_environments_or_the_host() {
 #[test]
 fn the_plugin_should_load_by_package_name_too() {
     let sshd = require_sshd!();
-    let Some(opencode) = OpenCode::start_with(&sshd, options(&sshd, "~"), true) else {
+    let Some(opencode) =
+        OpenCode::start_with(&sshd, options(&sshd, "~"), Registration::Package, json!({}))
+    else {
         return;
     };
     runtime().block_on(async {
@@ -755,4 +758,152 @@ fn the_plugin_should_load_by_package_name_too() {
             .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
             .await;
     });
+}
+
+/// Sends `CALL <tool> <arguments>` to the scripted model in a local session and returns the
+/// tool part OpenCode recorded for that call.
+async fn run_agent_tool(
+    opencode: &OpenCode,
+    client: &mut Client,
+    session: &str,
+    tool: &str,
+    arguments: Value,
+) -> Value {
+    let before = tool_parts(opencode, client, session).await.len();
+    let (status, reply) = client
+        .json(
+            "POST",
+            &format!("/session/{session}/message{}", opencode.query("")),
+            &json!({
+                "parts": [{ "type": "text", "text": format!("CALL {tool} {arguments}") }],
+                "model": { "providerID": "scripted", "modelID": "m" },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let parts = tool_parts(opencode, client, session).await;
+    assert_eq!(parts.len(), before + 1, "{parts:#?}\n{}", opencode.log());
+    let part = parts.last().unwrap().clone();
+    assert_eq!(part["tool"], tool, "{part}");
+    part
+}
+
+#[test]
+fn the_agent_tools_should_create_list_and_remove_workspaces() {
+    let sshd = require_sshd!();
+    let model = ScriptedModel::start();
+    // Registered by file:// URL, the third way to load the plugin.
+    let Some(opencode) = OpenCode::start_with(
+        &sshd,
+        options(&sshd, "~"),
+        Registration::FileUrl,
+        model.opencode_config(),
+    ) else {
+        return;
+    };
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        // The agent works in an ordinary local session.
+        let (status, session) = client
+            .json(
+                "POST",
+                &format!("/session{}", opencode.query("")),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{session}");
+        let session = session["id"].as_str().unwrap().to_owned();
+
+        let created = run_agent_tool(
+            &opencode,
+            &mut client,
+            &session,
+            "remote-workspace-create",
+            json!({ "host": "th", "provider": "" }),
+        )
+        .await;
+        assert_eq!(created["state"]["status"], "completed", "{created}");
+        let workspace: Value = serde_json::from_str(created["state"]["output"].as_str().unwrap())
+            .unwrap_or_else(|err| {
+                panic!("create's output is not the workspace ({err}): {created}")
+            });
+        assert_eq!(workspace["type"], "ssh-provider", "{workspace}");
+        assert_eq!(workspace["extra"]["host"], "test-host", "{workspace}");
+        let wrk = workspace["id"].as_str().unwrap().to_owned();
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
+            .await;
+        assert_eq!(bridge_pids(&wrk).len(), 1);
+
+        let listed = run_agent_tool(
+            &opencode,
+            &mut client,
+            &session,
+            "remote-workspace-list",
+            json!({}),
+        )
+        .await;
+        let output = listed["state"]["output"].as_str().unwrap_or_default();
+        assert!(
+            output.contains(&wrk)
+                && output.contains("default/test-host")
+                && output.contains("connected"),
+            "{listed}"
+        );
+
+        // A host that is not configured: the tool reports OpenCode's error, naming it.
+        let failed = run_agent_tool(
+            &opencode,
+            &mut client,
+            &session,
+            "remote-workspace-create",
+            json!({ "host": "no-such-host", "provider": "" }),
+        )
+        .await;
+        let output = failed["state"]["output"].as_str().unwrap_or_default();
+        assert!(
+            output.starts_with("failed:") && output.contains("no-such-host"),
+            "{failed}"
+        );
+
+        let removed = run_agent_tool(
+            &opencode,
+            &mut client,
+            &session,
+            "remote-workspace-remove",
+            json!({ "id": wrk }),
+        )
+        .await;
+        assert_eq!(
+            removed["state"]["output"],
+            format!("removed {wrk}"),
+            "{removed}"
+        );
+        let (_, rows) = client
+            .json(
+                "GET",
+                &format!("/experimental/workspace{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        assert!(!rows.to_string().contains(&wrk), "{rows}");
+        let started = Instant::now();
+        while !bridge_pids(&wrk).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the bridge outlived its workspace"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // The model saw the tools with the arguments they take.
+    let offered = model
+        .requests()
+        .iter()
+        .flat_map(|r| r["tools"].as_array().cloned().unwrap_or_default())
+        .find(|t| t["function"]["name"] == "remote-workspace-create")
+        .expect("OpenCode never offered remote-workspace-create to the model");
+    let properties = &offered["function"]["parameters"]["properties"];
+    assert_eq!(properties["host"]["type"], "string", "{offered}");
+    assert_eq!(properties["provider"]["type"], "string", "{offered}");
 }

@@ -3,6 +3,7 @@
 pub mod bins;
 pub mod bridge;
 pub mod http;
+pub mod llm;
 pub mod netns;
 pub mod opencode;
 pub mod sshd;

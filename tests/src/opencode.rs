@@ -51,6 +51,18 @@ macro_rules! require_opencode {
     };
 }
 
+/// How the plugin appears in OpenCode's `plugin` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The plugin directory's absolute path.
+    Path,
+    /// A `file://` URL to the plugin's entry module.
+    FileUrl,
+    /// The npm name `opencode-remote-provider`, served from OpenCode's package cache where a
+    /// copy of `local/plugin` is placed (no registry needed).
+    Package,
+}
+
 /// A running `opencode serve` with an isolated HOME/XDG tree and a git project.
 pub struct OpenCode {
     child: Child,
@@ -182,13 +194,17 @@ impl OpenCode {
     /// Starts OpenCode with the plugin configured with `options` (the `binary` option is filled
     /// in). HOME is the sshd harness's local home, so the bridge finds its keys and known_hosts.
     pub fn start(sshd: &Sshd, options: Value) -> Option<OpenCode> {
-        Self::start_with(sshd, options, false)
+        Self::start_with(sshd, options, Registration::Path, json!({}))
     }
 
-    /// Like [`OpenCode::start`]; with `package`, the plugin is registered by its npm name
-    /// (`"opencode-remote-provider"`), served from OpenCode's package cache where a copy of
-    /// `local/plugin` is placed (no registry needed), instead of by path.
-    pub fn start_with(sshd: &Sshd, mut options: Value, package: bool) -> Option<OpenCode> {
+    /// Like [`OpenCode::start`], with the plugin registered as `registration` and the keys of
+    /// `extra` (e.g. `provider`, `model`) added to OpenCode's config.
+    pub fn start_with(
+        sshd: &Sshd,
+        mut options: Value,
+        registration: Registration,
+        extra: Value,
+    ) -> Option<OpenCode> {
         let binary = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("ocr-opencode-")
@@ -201,7 +217,7 @@ impl OpenCode {
         git(&project, &["add", "."]);
         git(&project, &["commit", "-q", "-m", "init"]);
         let project_id = git(&project, &["rev-list", "--max-parents=0", "HEAD"]);
-        if package {
+        if registration == Registration::Package {
             // What OpenCode's installer would have produced for `opencode-remote-provider@latest`.
             let installed = dir.path().join("xdg-cache/opencode/packages/opencode-remote-provider@latest/node_modules/opencode-remote-provider");
             copy_tree(&plugin_dir(), &installed);
@@ -211,12 +227,20 @@ impl OpenCode {
         let config_home = dir.path().join("xdg-config");
         let opencode_config = config_home.join("opencode");
         std::fs::create_dir_all(&opencode_config).unwrap();
-        let config = json!({
+        let spec = match registration {
+            Registration::Path => plugin_dir().to_string_lossy().into_owned(),
+            Registration::FileUrl => format!("file://{}/index.js", plugin_dir().display()),
+            Registration::Package => "opencode-remote-provider".to_owned(),
+        };
+        let mut config = json!({
             "$schema": "https://opencode.ai/config.json",
-            "plugin": [[if package { "opencode-remote-provider".to_owned() } else { plugin_dir().to_string_lossy().into_owned() }, options]],
+            "plugin": [[spec, options]],
             "autoupdate": false,
             "share": "disabled",
         });
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            config[key] = value.clone();
+        }
         std::fs::write(
             opencode_config.join("opencode.json"),
             serde_json::to_string_pretty(&config).unwrap(),
