@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use integration_tests::http::Client;
 use integration_tests::llm::ScriptedModel;
 use integration_tests::opencode::{OpenCode, Registration, bridge_pids};
+use integration_tests::schema::OpenApi;
 use integration_tests::sshd::Sshd;
 use integration_tests::{require_opencode, require_sshd};
 use serde_json::{Value, json};
@@ -906,4 +907,305 @@ fn the_agent_tools_should_create_list_and_remove_workspaces() {
     let properties = &offered["function"]["parameters"]["properties"];
     assert_eq!(properties["host"]["type"], "string", "{offered}");
     assert_eq!(properties["provider"]["type"], "string", "{offered}");
+}
+
+fn git_in(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn answers_and_events_should_match_the_schemas_opencode_serves() {
+    let sshd = require_sshd!();
+    // A git checkout on the host with a change, an untracked file and a binary file, so the
+    // VCS and file answers have content.
+    let remote_project = sshd.remote_home().join("srv/schema-app");
+    std::fs::create_dir_all(remote_project.join("src")).unwrap();
+    std::fs::write(remote_project.join("README.md"), "first\n").unwrap();
+    std::fs::write(remote_project.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+    std::fs::write(remote_project.join("data.bin"), [0u8, 159, 146, 150, 0, 1]).unwrap();
+    git_in(&remote_project, &["init", "-q", "-b", "main"]);
+    git_in(&remote_project, &["add", "."]);
+    git_in(&remote_project, &["commit", "-q", "-m", "init"]);
+    std::fs::write(remote_project.join("README.md"), "first\nsecond\n").unwrap();
+    std::fs::write(remote_project.join("new.txt"), "untracked\n").unwrap();
+    let remote_dir = remote_project
+        .canonicalize()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let opencode = require_opencode!(&sshd, options(&sshd, &remote_dir));
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let api = OpenApi::fetch(&mut client).await;
+        let (status, workspace) =
+            create_workspace(&opencode, &mut client, json!({ "host": "th" })).await;
+        assert_eq!(status, 200, "{workspace}");
+        let wrk = workspace["id"].as_str().unwrap().to_owned();
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
+            .await;
+        // The stub's own event stream, straight from the bridge (OpenCode drops what does not
+        // match, so its stream alone would hide a mismatch).
+        let record: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                opencode
+                    .plugin_state_dir()
+                    .join(format!("workspaces/{wrk}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let bridge = format!("127.0.0.1:{}", record["port"]);
+        let secret = record["secret"].as_str().unwrap().to_owned();
+        let mut stub_events =
+            integration_tests::http::subscribe(&bridge, &format!("/{secret}/global/event")).await;
+        let q = opencode.query(&format!("workspace={wrk}"));
+
+        let (status, session) = client
+            .json(
+                "POST",
+                &format!("/session{q}"),
+                &json!({ "title": "schemas" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{session}");
+        api.check("POST /session", &api.response("POST", "/session"), &session);
+        let ses = session["id"].as_str().unwrap().to_owned();
+
+        // A command waiting for permission: the pending list and the busy status.
+        let call = shell(&opencode, &ses, "cat README.md; ls src");
+        let mut pending = Value::Null;
+        for _ in 0..300 {
+            let (_, list) = client
+                .json("GET", &format!("/permission{q}"), &Value::Null)
+                .await;
+            if list.as_array().is_some_and(|l| !l.is_empty()) {
+                pending = list;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        api.check(
+            "GET /permission",
+            &api.response("GET", "/permission"),
+            &pending,
+        );
+        let (_, status_map) = client
+            .json("GET", &format!("/session/status{q}"), &Value::Null)
+            .await;
+        assert_eq!(status_map[&ses]["type"], "busy", "{status_map}");
+        api.check(
+            "GET /session/status",
+            &api.response("GET", "/session/status"),
+            &status_map,
+        );
+        let id = pending[0]["id"].as_str().unwrap();
+        let (status, ok) = client
+            .json(
+                "POST",
+                &format!("/permission/{id}/reply{q}"),
+                &json!({ "reply": "always" }),
+            )
+            .await;
+        assert_eq!((status, &ok), (200, &json!(true)));
+        let (status, result) = call.await.unwrap();
+        assert_eq!(status, 200, "{result}");
+        api.check(
+            "POST /session/:id/shell",
+            &api.response("POST", "/session/{sessionID}/shell"),
+            &result,
+        );
+        // A failing command and a renamed session.
+        let (_, failed) = shell(&opencode, &ses, "ls no-such-file").await.unwrap();
+        api.check(
+            "POST /session/:id/shell (failing)",
+            &api.response("POST", "/session/{sessionID}/shell"),
+            &failed,
+        );
+        let (status, renamed) = client
+            .json(
+                "PATCH",
+                &format!("/session/{ses}{q}"),
+                &json!({ "title": "renamed" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{renamed}");
+        assert_eq!(renamed["title"], "renamed");
+        api.check(
+            "PATCH /session/:id",
+            &api.response("PATCH", "/session/{sessionID}"),
+            &renamed,
+        );
+
+        // Every GET the TUI makes at start-up and in its panels, plus the file views.
+        let project = opencode.project_id.clone();
+        let gets: Vec<(String, &str)> = vec![
+            ("/path".into(), "/path"),
+            ("/project/current".into(), "/project/current"),
+            (
+                format!("/project/{project}/directories"),
+                "/project/{projectID}/directories",
+            ),
+            ("/vcs".into(), "/vcs"),
+            ("/vcs/status".into(), "/vcs/status"),
+            ("/vcs/diff".into(), "/vcs/diff"),
+            ("/config".into(), "/config"),
+            ("/config/providers".into(), "/config/providers"),
+            ("/provider".into(), "/provider"),
+            ("/provider/auth".into(), "/provider/auth"),
+            ("/agent".into(), "/agent"),
+            ("/command".into(), "/command"),
+            ("/skill".into(), "/skill"),
+            ("/lsp".into(), "/lsp"),
+            ("/mcp".into(), "/mcp"),
+            ("/formatter".into(), "/formatter"),
+            ("/experimental/resource".into(), "/experimental/resource"),
+            (
+                "/experimental/capabilities".into(),
+                "/experimental/capabilities",
+            ),
+            ("/experimental/console".into(), "/experimental/console"),
+            ("/experimental/session".into(), "/experimental/session"),
+            ("/session/status".into(), "/session/status"),
+            ("/permission".into(), "/permission"),
+            ("/question".into(), "/question"),
+            ("/pty".into(), "/pty"),
+            ("/file".into(), "/file"),
+            ("/file/content".into(), "/file/content"),
+            ("/file/status".into(), "/file/status"),
+            ("/find".into(), "/find"),
+            ("/find/file".into(), "/find/file"),
+        ];
+        let extra = |path: &str| match path {
+            "/file" => "&path=.",
+            "/file/content" => "&path=README.md",
+            "/find" => "&pattern=first",
+            "/find/file" => "&query=lib",
+            _ => "",
+        };
+        let mut failures = Vec::new();
+        for (path, template) in &gets {
+            let (status, body) = client
+                .json(
+                    "GET",
+                    &format!("{path}{q}{}", extra(template)),
+                    &Value::Null,
+                )
+                .await;
+            if status != 200 {
+                failures.push(format!("GET {path}: status {status}: {body}"));
+                continue;
+            }
+            let violations = api.violations(&api.response("GET", template), &body);
+            if !violations.is_empty() {
+                failures.push(format!("GET {path}: {}\n    {body}", violations.join("; ")));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        // Content, not just shape, for the host's git state and a binary file.
+        let (_, vcs) = client.json("GET", &format!("/vcs{q}"), &Value::Null).await;
+        assert_eq!(vcs["branch"], "main", "{vcs}");
+        let (_, changed) = client
+            .json("GET", &format!("/file/status{q}"), &Value::Null)
+            .await;
+        assert!(changed.to_string().contains("README.md"), "{changed}");
+        let (_, binary) = client
+            .json(
+                "GET",
+                &format!("/file/content{q}&path=data.bin"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(binary["type"], "binary", "{binary}");
+        api.check(
+            "GET /file/content (binary)",
+            &api.response("GET", "/file/content"),
+            &binary,
+        );
+
+        // The durable log as OpenCode's sync loop fetches it.
+        let mut direct = Client::connect(&bridge).await;
+        let (status, history) = direct
+            .json("POST", &format!("/{secret}/sync/history"), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{history}");
+        assert!(
+            history.as_array().is_some_and(|h| h.len() >= 4),
+            "{history}"
+        );
+        api.check(
+            "POST /sync/history",
+            &api.response("POST", "/sync/history"),
+            &history,
+        );
+
+        let (status, deleted) = client
+            .json("DELETE", &format!("/session/{ses}{q}"), &Value::Null)
+            .await;
+        assert_eq!((status, &deleted), (200, &json!(true)), "{deleted}");
+
+        // Every event the stub sent, against GlobalEvent.
+        let global_event = api.component("GlobalEvent");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut samples = std::collections::BTreeMap::new();
+        let mut failures = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, stub_events.recv()).await {
+            let kind = event["payload"]["type"].as_str().unwrap_or("?").to_owned();
+            let kind = if kind == "sync" {
+                format!(
+                    "sync:{}",
+                    event["payload"]["syncEvent"]["type"]
+                        .as_str()
+                        .unwrap_or("?")
+                )
+            } else {
+                kind
+            };
+            samples.entry(kind.clone()).or_insert_with(|| event.clone());
+            seen.insert(kind.clone());
+            if kind == "server.heartbeat" || kind == "server.connected" {
+                // The real server sends these bare, without the `directory` its own schema
+                // requires (SPEC 7.1): same shape here.
+                let keys: Vec<&String> = event.as_object().unwrap().keys().collect();
+                assert_eq!(keys, ["payload"], "{event}");
+                continue;
+            }
+            let violations = api.violations(&global_event, &event);
+            if !violations.is_empty() {
+                failures.push(format!("{kind}: {}\n    {event}", violations.join("; ")));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        eprintln!("event types checked: {seen:?}");
+        // The judge is strict: a wrong tool state or a sync event missing its session id fails.
+        let mut bad_part = samples["message.part.updated"].clone();
+        bad_part["payload"]["properties"]["part"]["state"]["status"] = json!("finished");
+        assert!(!api.violations(&global_event, &bad_part).is_empty());
+        let mut bad_sync = samples["sync:session.created.1"].clone();
+        bad_sync["payload"]["syncEvent"]["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sessionID");
+        assert!(!api.violations(&global_event, &bad_sync).is_empty());
+        for expected in [
+            "server.connected",
+            "session.created",
+            "session.updated",
+            "session.deleted",
+            "session.status",
+            "message.updated",
+            "message.part.updated",
+            "permission.asked",
+            "permission.replied",
+        ] {
+            assert!(seen.contains(expected), "no {expected} event in {seen:?}");
+        }
+    });
 }

@@ -6,4 +6,5 @@ pub mod http;
 pub mod llm;
 pub mod netns;
 pub mod opencode;
+pub mod schema;
 pub mod sshd;
