@@ -1087,6 +1087,7 @@ fn answers_and_events_should_match_the_schemas_opencode_serves() {
             "/file/content" => "&path=README.md",
             "/find" => "&pattern=first",
             "/find/file" => "&query=lib",
+            "/vcs/diff" => "&mode=git",
             _ => "",
         };
         let mut failures = Vec::new();
@@ -1110,7 +1111,35 @@ fn answers_and_events_should_match_the_schemas_opencode_serves() {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         // Content, not just shape, for the host's git state and a binary file.
         let (_, vcs) = client.json("GET", &format!("/vcs{q}"), &Value::Null).await;
-        assert_eq!(vcs["branch"], "main", "{vcs}");
+        assert_eq!(vcs, json!({ "branch": "main", "default_branch": "main" }));
+        let (_, vcs_status) = client
+            .json("GET", &format!("/vcs/status{q}"), &Value::Null)
+            .await;
+        assert_eq!(
+            vcs_status,
+            json!([
+                { "file": "README.md", "additions": 1, "deletions": 0, "status": "modified" },
+                { "file": "new.txt", "additions": 1, "deletions": 0, "status": "added" },
+            ])
+        );
+        let (_, vcs_diff) = client
+            .json("GET", &format!("/vcs/diff{q}&mode=git"), &Value::Null)
+            .await;
+        let readme = vcs_diff[0]["patch"].as_str().unwrap_or_default();
+        assert!(
+            readme.starts_with("diff --git a/README.md b/README.md")
+                && readme.contains("\n first\n+second\n"),
+            "{vcs_diff}"
+        );
+        let (status, bad) = client
+            .json(
+                "GET",
+                &format!("/vcs/diff{q}&mode=everything"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(bad.to_string().contains("mode"), "{bad}");
         let (_, changed) = client
             .json("GET", &format!("/file/status{q}"), &Value::Null)
             .await;

@@ -1030,23 +1030,37 @@ fn term_score(term: &[char], target: &[char], bonus: &[i64]) -> Option<i64> {
 /// as added with their line count; at most [`MAX_STATUS_ENTRIES`]. Empty when the directory is not in a git work tree, `git`
 /// is missing, or a `git` command fails or exceeds [`GIT_TIMEOUT`].
 pub async fn status(dir: &Path, procs: &Procs) -> Vec<FileStatus> {
-    git_status(dir, procs).await.unwrap_or_default()
+    match head_or_empty_tree(dir, procs).await {
+        Some(base) => changes_since(dir, procs, &base).await.unwrap_or_default(),
+        None => Vec::new(),
+    }
 }
 
-async fn git_status(dir: &Path, procs: &Procs) -> Option<Vec<FileStatus>> {
+/// `HEAD`, or the empty tree when the repository has no commit yet (everything staged is
+/// new); `None` outside a git work tree or without `git`.
+pub(crate) async fn head_or_empty_tree(dir: &Path, procs: &Procs) -> Option<String> {
     let inside = git(dir, procs, &["rev-parse", "--is-inside-work-tree"]).await?;
     if inside.trim_ascii() != b"true" {
         return None;
     }
     let head = ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"];
-    let base = match git(dir, procs, &head).await {
-        Some(_) => "HEAD".to_owned(),
-        // No commit yet: everything staged is new, compare with the empty tree.
+    match git(dir, procs, &head).await {
+        Some(_) => Some("HEAD".to_owned()),
         None => {
             let tree = git(dir, procs, &["hash-object", "-t", "tree", "/dev/null"]).await?;
-            String::from_utf8(tree).ok()?.trim().to_owned()
+            Some(String::from_utf8(tree).ok()?.trim().to_owned())
         }
-    };
+    }
+}
+
+/// The working tree's changes against the commit or tree `base` (staged or not, renames as a
+/// deletion plus an addition), then untracked files as added; at most
+/// [`MAX_STATUS_ENTRIES`]. `None` when a `git` command fails.
+pub(crate) async fn changes_since(
+    dir: &Path,
+    procs: &Procs,
+    base: &str,
+) -> Option<Vec<FileStatus>> {
     let diff = [
         "diff",
         "--no-ext-diff",
@@ -1058,12 +1072,12 @@ async fn git_status(dir: &Path, procs: &Procs) -> Option<Vec<FileStatus>> {
     let numstat_args: Vec<&str> = diff
         .iter()
         .copied()
-        .chain(["--numstat", base.as_str(), "--"])
+        .chain(["--numstat", base, "--"])
         .collect();
     let names_args: Vec<&str> = diff
         .iter()
         .copied()
-        .chain(["--name-status", base.as_str(), "--"])
+        .chain(["--name-status", base, "--"])
         .collect();
     let (numstat, names, untracked) = tokio::join!(
         git(dir, procs, &numstat_args),
@@ -1193,7 +1207,7 @@ fn count_lines(path: &Path, budget: &mut u64) -> u64 {
 
 /// Runs `git` in `dir` and returns its stdout when it succeeds within [`GIT_TIMEOUT`] and
 /// [`MAX_GIT_OUTPUT`]. The child never sees the stub's stdio (the wire).
-async fn git(dir: &Path, procs: &Procs, args: &[&str]) -> Option<Vec<u8>> {
+pub(crate) async fn git(dir: &Path, procs: &Procs, args: &[&str]) -> Option<Vec<u8>> {
     let mut command = tokio::process::Command::new("git");
     command
         .args(["-c", "core.quotepath=false", "-c", "core.fsmonitor=false"])

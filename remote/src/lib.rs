@@ -35,5 +35,6 @@ pub mod sessions;
 pub mod shell;
 pub mod stdio;
 pub mod store;
+pub mod vcs;
 
 pub use http::{App, Config, serve};

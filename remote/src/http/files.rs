@@ -1,5 +1,6 @@
 //! OpenCode's file routes (SPEC §6 (iv)): `GET /file`, `/file/content`, `/file/status`,
-//! `/find`, `/find/file` and `/find/symbol`. Thin handlers: parse the query, run
+//! `/find`, `/find/file` and `/find/symbol`, and the git views `/vcs`, `/vcs/status`,
+//! `/vcs/diff`. Thin handlers: parse the query, run
 //! [`crate::files`] (on a blocking thread where it touches the disk), encode JSON.
 //!
 //! Errors: a missing or invalid query parameter is 400 naming it, a path outside the workspace
@@ -16,14 +17,18 @@ use protocol::api::{ErrorBody, ErrorData};
 use super::{App, Body, json_response};
 use crate::error::ApiError;
 use crate::files::{self, FindQuery, Kind, Workspace};
+use crate::vcs;
 
-const ROUTES: [&str; 6] = [
+const ROUTES: [&str; 9] = [
     "/file",
     "/file/content",
     "/file/status",
     "/find",
     "/find/file",
     "/find/symbol",
+    "/vcs",
+    "/vcs/status",
+    "/vcs/diff",
 ];
 
 /// Handles the file and find routes; `Ok(None)` when `path` is not one of them. `query` is the
@@ -69,6 +74,35 @@ pub async fn route(
         "/file/status" => {
             let changes = files::status(&app.config().directory, app.procs()).await;
             json_response(StatusCode::OK, &changes)
+        }
+        "/vcs" => json_response(
+            StatusCode::OK,
+            &vcs::info(&app.config().directory, app.procs()).await,
+        ),
+        "/vcs/status" => json_response(
+            StatusCode::OK,
+            &vcs::status(&app.config().directory, app.procs()).await,
+        ),
+        "/vcs/diff" => {
+            let mode = match params.required("mode")?.as_str() {
+                "git" => vcs::Mode::Git,
+                "branch" => vcs::Mode::Branch,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "query parameter `mode` must be `git` or `branch`, got `{other}`"
+                    )));
+                }
+            };
+            let context = match params.get("context") {
+                None => None,
+                Some(value) => Some(value.parse::<u32>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "query parameter `context` must be a non-negative integer, got `{value}`"
+                    ))
+                })?),
+            };
+            let diff = vcs::diff(&app.config().directory, app.procs(), mode, context).await;
+            json_response(StatusCode::OK, &diff)
         }
         "/find" => {
             let pattern = params.required("pattern")?;

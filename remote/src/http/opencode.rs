@@ -334,19 +334,9 @@ async fn bootstrap(app: &App, segments: &[&str]) -> Result<Option<Value>, ApiErr
             project
         }
         ["project", _, "directories"] => json!([{ "directory": directory }]),
-        ["vcs"] => match git(app, &["rev-parse", "--abbrev-ref", "HEAD"]).await {
-            Some(branch) => json!({ "branch": branch, "default_branch": branch }),
-            None => json!({}),
-        },
-        ["vcs", "status"]
-        | ["vcs", "diff"]
-        | ["question"]
-        | ["pty"]
-        | ["lsp"]
-        | ["formatter"]
-        | ["skill"]
-        | ["agent"]
-        | ["command"] => json!([]),
+        ["question"] | ["pty"] | ["lsp"] | ["formatter"] | ["skill"] | ["agent"] | ["command"] => {
+            json!([])
+        }
         ["mcp"] | ["experimental", "resource"] | ["provider", "auth"] | ["config"] => json!({}),
         ["config", "providers"] => json!({ "providers": [], "default": {} }),
         ["provider"] => json!({ "all": [], "default": {}, "connected": [] }),
