@@ -644,3 +644,105 @@ fn abort_while_waiting_for_permission_should_end_as_an_abort_and_close_the_promp
         assert_eq!(pending, json!([]));
     });
 }
+
+#[test]
+fn the_session_list_should_filter_and_page_like_opencode() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("listing");
+    std::fs::create_dir_all(&project).unwrap();
+    let bridge = start(&sshd, project.to_str().unwrap());
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut client = Client::connect(&bridge.authority()).await;
+        let mut create = async |body: Value| {
+            let (status, info) = client
+                .json("POST", &format!("{prefix}/session"), &body)
+                .await;
+            assert_eq!(status, 200, "{info}");
+            // Distinct update times.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            info["id"].as_str().unwrap().to_owned()
+        };
+        let first = create(json!({ "title": "Alpha one" })).await;
+        let child = create(json!({ "title": "beta", "parentID": first })).await;
+        let archived = create(json!({ "title": "alpha archived" })).await;
+        let newest = create(json!({ "title": "ALPHA two" })).await;
+        let (status, _) = client
+            .json(
+                "PATCH",
+                &format!("{prefix}/session/{archived}"),
+                &json!({ "time": { "archived": 1 } }),
+            )
+            .await;
+        assert_eq!(status, 200);
+
+        let mut list = async |query: &str| -> (Vec<String>, Option<String>) {
+            let response = client
+                .send(
+                    "GET",
+                    &format!("{prefix}/experimental/session?{query}"),
+                    b"",
+                    &[],
+                )
+                .await;
+            assert_eq!(response.status(), 200, "{query}");
+            let cursor = response
+                .headers()
+                .get("x-next-cursor")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let sessions: Vec<Value> = serde_json::from_slice(&body).unwrap();
+            for session in &sessions {
+                assert_eq!(session["project"]["id"], PROJECT, "{session}");
+            }
+            let ids = sessions
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_owned())
+                .collect();
+            (ids, cursor)
+        };
+        // Newest first; archived ones only on request (archiving updated it last).
+        assert_eq!(
+            list("").await,
+            (vec![newest.clone(), child.clone(), first.clone()], None)
+        );
+        assert_eq!(
+            list("archived=true").await.0,
+            [
+                archived.as_str(),
+                newest.as_str(),
+                child.as_str(),
+                first.as_str()
+            ]
+        );
+        assert_eq!(
+            list("roots=true").await.0,
+            [newest.as_str(), first.as_str()]
+        );
+        assert_eq!(
+            list("search=alpha").await.0,
+            [newest.as_str(), first.as_str()]
+        );
+        // Pages: the cursor continues where the previous page ended.
+        let (page, cursor) = list("limit=2").await;
+        assert_eq!(page, [newest.as_str(), child.as_str()]);
+        let cursor = cursor.expect("x-next-cursor on a full page");
+        assert_eq!(
+            list(&format!("limit=2&cursor={cursor}")).await,
+            (vec![first.clone()], None)
+        );
+        // Bad values are named.
+        let (status, error) = client
+            .json(
+                "GET",
+                &format!("{prefix}/experimental/session?roots=maybe"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 400);
+        assert!(error.to_string().contains("roots"), "{error}");
+    });
+}

@@ -217,10 +217,10 @@ fn too_large(err: &files::Error) -> Response<Body> {
 
 /// Decoded query parameters (`application/x-www-form-urlencoded`, as `URLSearchParams`).
 #[derive(Debug)]
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(query: &str) -> Result<Params, ApiError> {
+    pub(super) fn parse(query: &str) -> Result<Params, ApiError> {
         let mut pairs = Vec::new();
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -238,7 +238,7 @@ impl Params {
     }
 
     /// The first value of `name`.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)

@@ -36,6 +36,9 @@ pub(super) async fn route(
                 "moving (warping) sessions between this machine and a remote workspace is not supported by opencode-remote yet".into(),
             ));
         }
+        (&Method::GET, ["experimental", "session"]) => {
+            experimental_sessions(app, req.uri().query().unwrap_or("")).await?
+        }
         (&Method::GET, ["session", "status"]) => {
             json_response(StatusCode::OK, &app.runs().status())
         }
@@ -344,23 +347,91 @@ async fn bootstrap(app: &App, segments: &[&str]) -> Result<Option<Value>, ApiErr
         ["experimental", "console"] => {
             json!({ "consoleManagedProviders": [], "switchableOrgCount": 0 })
         }
-        ["experimental", "session"] => {
-            let worktree = git_toplevel(app).await.unwrap_or_else(|| directory.clone());
-            let sessions: Vec<Value> = app
-                .store()
-                .await?
-                .list()
-                .into_iter()
-                .map(|mut info| {
-                    info["project"] = json!({ "id": info["projectID"], "worktree": worktree });
-                    info
-                })
-                .collect();
-            json!(sessions)
-        }
         _ => return Ok(None),
     };
     Ok(Some(value))
+}
+
+/// Sessions listed in `GET /experimental/session` without a `limit` (OpenCode's default).
+const DEFAULT_SESSION_LIMIT: usize = 100;
+
+/// `GET /experimental/session`: the sessions with their project, most recently updated first,
+/// filtered like OpenCode: `roots` (no parent), `archived` (archived ones are left out unless
+/// `true`), `search` (in the title, any case), `start` (updated at or after), `cursor` (updated
+/// before: the `x-next-cursor` of the previous page), `limit` (default 100).
+async fn experimental_sessions(app: &App, query: &str) -> Result<Response<Body>, ApiError> {
+    let params = super::files::Params::parse(query)?;
+    let flag = |name: &str| -> Result<bool, ApiError> {
+        match params.get(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "query parameter `{name}` must be `true` or `false`, got `{other}`"
+            ))),
+        }
+    };
+    let number = |name: &str| -> Result<Option<f64>, ApiError> {
+        params
+            .get(name)
+            .map(|value| {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "query parameter `{name}` must be a number, got `{value}`"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let (roots, archived) = (flag("roots")?, flag("archived")?);
+    let (start, cursor) = (number("start")?, number("cursor")?);
+    let limit = match number("limit")? {
+        None => DEFAULT_SESSION_LIMIT,
+        Some(limit) if limit >= 1.0 => limit as usize,
+        Some(limit) => {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter `limit` must be at least 1, got `{limit}`"
+            )));
+        }
+    };
+    let search = params.get("search").map(str::to_lowercase);
+    let updated = |info: &Value| info["time"]["updated"].as_f64().unwrap_or(0.0);
+    let mut sessions: Vec<Value> = app
+        .store()
+        .await?
+        .list()
+        .into_iter()
+        .filter(|info| !roots || info.get("parentID").is_none_or(Value::is_null))
+        .filter(|info| archived || info["time"].get("archived").is_none_or(Value::is_null))
+        .filter(|info| start.is_none_or(|start| updated(info) >= start))
+        .filter(|info| cursor.is_none_or(|cursor| updated(info) < cursor))
+        .filter(|info| {
+            search.as_deref().is_none_or(|search| {
+                info["title"]
+                    .as_str()
+                    .is_some_and(|title| title.to_lowercase().contains(search))
+            })
+        })
+        .collect();
+    sessions.sort_by(|a, b| updated(b).total_cmp(&updated(a)));
+    let more = sessions.len() > limit;
+    sessions.truncate(limit);
+    let directory = app.config().directory.to_string_lossy().into_owned();
+    let worktree = git_toplevel(app).await.unwrap_or(directory);
+    let next_cursor = more
+        .then(|| sessions.last().map(|info| updated(info).to_string()))
+        .flatten();
+    for info in &mut sessions {
+        info["project"] = json!({ "id": info["projectID"], "worktree": worktree });
+    }
+    let mut response = json_response(StatusCode::OK, &sessions);
+    if let Some(cursor) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert("x-next-cursor", cursor);
+    }
+    Ok(response)
 }
 
 async fn git(app: &App, args: &[&str]) -> Option<String> {
