@@ -71,7 +71,60 @@ function hostKey(provider, host) {
 // Longer than any create can take (SSH connect, install, handshake).
 const PENDING_CREATE_MS = 120_000;
 
+// Several OpenCode processes may share the state directory: every read-modify-write of the
+// leases file holds an exclusive lock file. A lock left by a dead process, or older than any
+// update can take, is broken.
+const LOCK_WAIT_MS = 5_000;
+const LOCK_STALE_MS = 10_000;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function holderAlive(lock) {
+  try {
+    const pid = Number.parseInt(fs.readFileSync(lock, "utf8"), 10);
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    process.kill(pid, 0);
+    return Date.now() - fs.statSync(lock).mtimeMs < LOCK_STALE_MS;
+  } catch (err) {
+    // EPERM: the process exists (another user's); ENOENT: released meanwhile.
+    return err.code === "EPERM";
+  }
+}
+
+function withLeasesLock(fn) {
+  const lock = `${leasesFile()}.lock`;
+  ensureDir(path.dirname(lock));
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    let fd;
+    try {
+      fd = fs.openSync(lock, "wx", 0o600);
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+      if (!holderAlive(lock)) {
+        fs.rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`the host leases are locked by another OpenCode process (${lock}); try again`);
+      }
+      Atomics.wait(sleeper, 0, 0, 5);
+      continue;
+    }
+    try {
+      fs.writeSync(fd, String(process.pid));
+      fs.closeSync(fd);
+      return fn();
+    } finally {
+      fs.rmSync(lock, { force: true });
+    }
+  }
+}
+
 export function acquireLease(provider, host, workspaceID, mode) {
+  return withLeasesLock(() => acquireLeaseLocked(provider, host, workspaceID, mode));
+}
+
+function acquireLeaseLocked(provider, host, workspaceID, mode) {
   const leases = readJson(leasesFile()) ?? {};
   const key = hostKey(provider, host);
   // A holder counts while its workspace exists, or while its create may still be running (the
@@ -97,6 +150,10 @@ export function acquireLease(provider, host, workspaceID, mode) {
 }
 
 export function releaseLease(workspaceID) {
+  withLeasesLock(() => releaseLeaseLocked(workspaceID));
+}
+
+function releaseLeaseLocked(workspaceID) {
   const leases = readJson(leasesFile());
   if (!leases) return;
   for (const key of Object.keys(leases)) {

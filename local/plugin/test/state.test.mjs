@@ -37,3 +37,37 @@ test("state files are private and written whole", () => {
   assert.deepEqual(state.loadWorkspace("w9"), { workspaceID: "w9", port: 2, secret: "x" });
   assert.deepEqual(fs.readdirSync(path.dirname(file)).filter((f) => f.includes(".tmp")), []);
 });
+
+test("OpenCode processes creating workspaces at once get one exclusive lease between them", async () => {
+  const { spawn } = await import("node:child_process");
+  const shared = fs.mkdtempSync(path.join(os.tmpdir(), "ocr-plugin-race-"));
+  const stateUrl = new URL("../lib/state.js", import.meta.url).href;
+  const script = `
+    const state = await import(${JSON.stringify(stateUrl)});
+    const start = Number(process.argv[1]);
+    while (Date.now() < start) {}
+    try { state.acquireLease("p", "race", "w" + process.pid, "exclusive"); console.log("won"); }
+    catch (err) { console.log(/leased exclusively|in use/.test(err.message) ? "refused" : "error: " + err.message); }
+  `;
+  const start = Date.now() + 400;
+  const runs = Array.from({ length: 6 }, () =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script, String(start)], {
+        env: { ...process.env, XDG_STATE_HOME: shared },
+      });
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.on("close", () => resolve(out.trim()));
+    }),
+  );
+  const outcomes = (await Promise.all(runs)).sort();
+  assert.deepEqual(outcomes, ["refused", "refused", "refused", "refused", "refused", "won"]);
+  assert.equal(fs.existsSync(path.join(shared, "opencode-remote", "leases.json.lock")), false);
+});
+
+test("a lock file left by a dead process does not block", () => {
+  const lock = path.join(dir, "opencode-remote", "leases.json.lock");
+  fs.writeFileSync(lock, "999999999");
+  state.acquireLease("p", "after-crash", "w1", "shared");
+  assert.equal(fs.existsSync(lock), false);
+});
