@@ -452,8 +452,53 @@ fn config_add_should_refuse_bad_input_and_leave_the_file_alone() {
             format!("bad port `{port}`: must be a number from 1 to 65535")
         );
     }
+    let refused: [(&[&str], &str); 3] = [
+        (
+            &["add", "default", "my host", "u"],
+            "bad host name `my host`: must not contain spaces or control characters",
+        ),
+        (
+            &["add", "default", "h", "ops@h"],
+            "bad user `ops@h`: give the user and the host as separate arguments",
+        ),
+        (
+            &["add", "default", "h", "--", "-oProxyCommand=x"],
+            "bad user `-oProxyCommand=x`: must not start with `-`",
+        ),
+    ];
+    for (args, message) in refused {
+        assert_eq!(home.config_command(args).error(), message, "{args:?}");
+    }
+    let err = home
+        .config_command(&["add", "default", "h", "u", "--ssh-host", "10.0.0.1 -p 2"])
+        .error();
+    assert_eq!(
+        err,
+        "bad SSH address `10.0.0.1 -p 2`: must not contain spaces or control characters"
+    );
     assert_eq!(home.text(), JSONC);
     assert_eq!(home.files(), ["opencode.jsonc"]);
+
+    // A relative identity file is recorded as the absolute path it means here.
+    let keyed = Home::with("opencode.jsonc", JSONC);
+    let mut command = Command::new(local_bin());
+    command
+        .arg("config")
+        .args(["add", "default", "keyed", "ops", "22", "keys/id_ed25519"])
+        .current_dir(keyed.dir.path());
+    let out = run(keyed.isolate(&mut command)).ok();
+    assert!(
+        out.stderr.contains("recorded as ~/keys/id_ed25519"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        keyed
+            .text()
+            .contains("\"identityFile\": \"~/keys/id_ed25519\""),
+        "{}",
+        keyed.text()
+    );
 
     let empty = Home::new();
     let err = empty.config_command(&["add", "default", "h", "u"]).error();

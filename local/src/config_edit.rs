@@ -134,6 +134,16 @@ pub enum EditError {
         /// The plugin specifier.
         spec: String,
     },
+    /// A host name, address or user that SSH could not use as given.
+    #[error("bad {what} `{given}`: {why}")]
+    BadValue {
+        /// Which argument.
+        what: &'static str,
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// A port argument that is not a port.
     #[error("bad port `{given}`: must be a number from 1 to 65535")]
     BadPort {
@@ -409,6 +419,20 @@ pub fn run(command: ConfigCommand, home: &Path) -> anyhow::Result<()> {
             identity_file,
             ssh_host,
         } => {
+            check_value("host name", &host)?;
+            if let Some(address) = &ssh_host {
+                check_value("SSH address", address)?;
+            }
+            check_value("user", &user)?;
+            if user.contains('@') {
+                return Err(EditError::BadValue {
+                    what: "user",
+                    given: user,
+                    why: "give the user and the host as separate arguments",
+                }
+                .into());
+            }
+            let identity_file = identity_file.map(|file| absolute_identity(file, home));
             let host = NewHost {
                 name: host,
                 address: ssh_host,
@@ -458,6 +482,47 @@ fn note_backup(backup: &Path) {
         "Saved the previous version as {}",
         backup.display()
     );
+}
+
+/// Host names, addresses and users are single words SSH can take: not empty, no spaces or
+/// control characters, and no leading `-` (which ssh would read as an option).
+fn check_value(what: &'static str, given: &str) -> Result<(), EditError> {
+    let why = if given.is_empty() {
+        "must not be empty"
+    } else if given.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "must not contain spaces or control characters"
+    } else if given.starts_with('-') {
+        "must not start with `-`"
+    } else {
+        return Ok(());
+    };
+    Err(EditError::BadValue {
+        what,
+        given: given.to_owned(),
+        why,
+    })
+}
+
+/// A relative identity file is recorded as the absolute path it names now: the plugin runs
+/// from whatever directory OpenCode was started in. `~/…` stays as written.
+fn absolute_identity(file: String, home: &Path) -> String {
+    if file.starts_with('~') || Path::new(&file).is_absolute() {
+        return file;
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return file;
+    };
+    let absolute = cwd.join(&file);
+    let shown = match absolute.strip_prefix(home) {
+        Ok(rest) => format!("~/{}", rest.display()),
+        Err(_) => absolute.display().to_string(),
+    };
+    // Only a note, as below.
+    let _ignored = writeln!(
+        io::stderr(),
+        "note: identity file {file} recorded as {shown}"
+    );
+    shown
 }
 
 fn warn_if_missing(identity_file: Option<&str>, home: &Path) {
