@@ -61,6 +61,31 @@ pub fn elf_arch(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Whether an ELF binary is statically linked (no `PT_INTERP` program header, so it needs no
+/// dynamic loader or libc on the host); `None` when the headers cannot be read.
+pub fn elf_is_static(bytes: &[u8]) -> Option<bool> {
+    if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(5) != Some(&1) {
+        return None; // Not ELF, or not little-endian.
+    }
+    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    let (phoff, phentsize, phnum) = match bytes.get(4)? {
+        1 => (u64::from(u32_at(0x1c)?), u16_at(0x2a)?, u16_at(0x2c)?),
+        2 => (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?),
+        _ => return None,
+    };
+    const PT_INTERP: u32 = 3;
+    let phoff = usize::try_from(phoff).ok()?;
+    for index in 0..usize::from(phnum) {
+        let at = phoff.checked_add(index.checked_mul(usize::from(phentsize))?)?;
+        if u32_at(at)? == PT_INTERP {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
 /// Normalises `uname -m` output to Rust arch names.
 pub fn normalize_arch(uname_m: &str) -> String {
     match uname_m.trim() {
@@ -86,8 +111,19 @@ fn exe_dir() -> Option<PathBuf> {
 pub fn for_arch(arch: &str) -> Result<Stub, NoStub> {
     let from_file = |path: &Path| -> Option<Stub> {
         let bytes = std::fs::read(path).ok()?;
-        (elf_arch(&bytes) == Some(arch))
-            .then(|| Stub::new(Cow::Owned(bytes), path.display().to_string()))
+        if elf_arch(&bytes) != Some(arch) {
+            return None;
+        }
+        if elf_is_static(&bytes) != Some(true) {
+            // It would need the host's loader and libc (old hosts have neither in the version
+            // it was built against).
+            tracing::warn!(
+                "{} is not a statically linked stub (it has an ELF interpreter); ignored",
+                path.display()
+            );
+            return None;
+        }
+        Some(Stub::new(Cow::Owned(bytes), path.display().to_string()))
     };
     if let Some(path) = std::env::var_os(OVERRIDE_ENV)
         && let Some(stub) = from_file(Path::new(&path))
@@ -168,6 +204,18 @@ mod tests {
                 .unwrap();
             assert_eq!(cksum(data), expected, "{} bytes", data.len());
         }
+    }
+
+    #[test]
+    fn elf_is_static_should_tell_the_embedded_stub_from_a_dynamic_binary() {
+        if !EMBEDDED.is_empty() {
+            assert_eq!(elf_is_static(EMBEDDED), Some(true));
+        }
+        // This test binary is linked dynamically.
+        let own = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(elf_is_static(&own), Some(false));
+        assert_eq!(elf_is_static(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_is_static(&own[..64]), None);
     }
 
     #[test]

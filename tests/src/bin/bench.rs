@@ -1132,7 +1132,8 @@ impl Row {
 
     fn ratio(&self, against: usize) -> Option<f64> {
         match (self.value(0), self.value(against)) {
-            (Some(ours), Some(theirs)) if theirs != 0.0 && self.better != Better::Neither => {
+            // Differences of CPU counters can leave rounding noise (1e-16) instead of 0.
+            (Some(ours), Some(theirs)) if theirs.abs() > 1e-9 && self.better != Better::Neither => {
                 Some(ours / theirs)
             }
             _ => None,
