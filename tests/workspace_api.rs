@@ -205,6 +205,26 @@ fn sessions_shell_and_permissions_should_follow_opencodes_protocol() {
         let (_, partial) = client.json("POST", &format!("{prefix}/sync/history"), &json!({ &id: 3 })).await;
         assert_eq!(partial.as_array().unwrap()[0]["seq"], 4);
 
+        // Every mutating answer is fenced at the session's last event (OpenCode waits for its
+        // replica to reach it before answering its own client).
+        let last_seq = async |client: &mut Client| {
+            let (_, history) = client.json("POST", &format!("{prefix}/sync/history"), &json!({})).await;
+            history.as_array().unwrap().iter().filter(|r| r["aggregate_id"] == id.as_str()).map(|r| r["seq"].as_i64().unwrap()).max().unwrap()
+        };
+        let fenced = |response: &hyper::Response<hyper::body::Incoming>| -> i64 {
+            let fence: Value = serde_json::from_str(response.headers()["x-opencode-sync"].to_str().unwrap()).unwrap();
+            fence[id.as_str()].as_i64().unwrap()
+        };
+        let response = client.send("PATCH", &format!("{prefix}/session/{id}"), br#"{"title":"renamed"}"#, &[]).await;
+        assert_eq!(response.status(), 200);
+        let seq = fenced(&response);
+        assert_eq!(seq, last_seq(&mut client).await);
+        let response = client.send("POST", &format!("{prefix}/session/{id}/shell"), br#"{"agent":"build","command":"true"}"#, &[]).await;
+        assert_eq!(response.status(), 200);
+        let shell_seq = fenced(&response);
+        assert!(shell_seq > seq);
+        assert_eq!(shell_seq, last_seq(&mut client).await);
+
         // Delete: true, fence -1, session.deleted.1.
         let response = client.send("DELETE", &format!("{prefix}/session/{id}"), b"", &[]).await;
         assert_eq!(response.status(), 200);
