@@ -766,3 +766,51 @@ fn the_session_list_should_filter_and_page_like_opencode() {
         assert!(error.to_string().contains("roots"), "{error}");
     });
 }
+
+#[test]
+fn what_hosts_cannot_do_yet_should_get_a_clear_501() {
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("not-yet");
+    std::fs::create_dir_all(&project).unwrap();
+    let bridge = start(&sshd, project.to_str().unwrap());
+    runtime().block_on(async {
+        let prefix = bridge.prefix();
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (_, session) = client
+            .json("POST", &format!("{prefix}/session"), &json!({}))
+            .await;
+        let id = session["id"].as_str().unwrap();
+        let prompt = json!({ "parts": [{ "type": "text", "text": "hello" }] });
+        for path in ["message", "prompt_async", "command"] {
+            let (status, body) = client
+                .json("POST", &format!("{prefix}/session/{id}/{path}"), &prompt)
+                .await;
+            assert_eq!(status, 501, "{path}: {body}");
+            assert!(body.to_string().contains("!shell"), "{path}: {body}");
+        }
+        // The terminal list is empty; opening one is refused with the reason.
+        let (status, list) = client
+            .json("GET", &format!("{prefix}/pty"), &Value::Null)
+            .await;
+        assert_eq!((status, list), (200, json!([])));
+        let (status, body) = client
+            .json("POST", &format!("{prefix}/pty"), &json!({ "title": "t" }))
+            .await;
+        assert_eq!(status, 501, "{body}");
+        assert!(body.to_string().contains("terminals"), "{body}");
+        let (status, _) = client
+            .json("GET", &format!("{prefix}/pty/pty_x/connect"), &Value::Null)
+            .await;
+        assert_eq!(status, 501);
+        // Unknown routes are 404s naming the route, and the connection stays usable.
+        let (status, body) = client
+            .json("GET", &format!("{prefix}/no/such/route"), &Value::Null)
+            .await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body.to_string().contains("/no/such/route"), "{body}");
+        let (status, _) = client
+            .json("GET", &format!("{prefix}/global/health"), &Value::Null)
+            .await;
+        assert_eq!(status, 200);
+    });
+}

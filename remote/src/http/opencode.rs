@@ -92,6 +92,12 @@ pub(super) async fn route(
                 "agent prompts and session commands do not run on opencode-remote hosts yet; use !shell commands".into(),
             ));
         }
+        (_, ["pty", ..]) if method != Method::GET || segments.len() > 1 => {
+            return Err(ApiError::NotImplemented(
+                "terminals on opencode-remote hosts are not supported yet; use !shell commands"
+                    .into(),
+            ));
+        }
         (&Method::POST, ["session", _, "permissions", permission_id]) => {
             #[derive(Deserialize)]
             struct Legacy {
