@@ -15,7 +15,8 @@ use crate::files::{self, Change};
 use crate::procs::Procs;
 
 /// Patch bytes `/vcs/diff` returns in total; files beyond it come without `patch` (their counts
-/// stay), so a huge change cannot make an answer the TUI chokes on.
+/// stay), so a huge change cannot make an answer the TUI chokes on. (A diff whose whole `git`
+/// output exceeds the 64 MiB every `git` call may return gives no patches at all.)
 pub const MAX_PATCH_BYTES: usize = 10_000_000;
 /// Untracked files larger than this get no patch.
 const MAX_UNTRACKED_PATCH_FILE: u64 = 1 << 20;
@@ -133,13 +134,22 @@ pub async fn diff(dir: &Path, procs: &Procs, mode: Mode, context: Option<u32>) -
         return Vec::new();
     };
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    let unified = format!("-U{}", context.unwrap_or(WHOLE_FILE_CONTEXT));
+    // git misprints hunk headers beyond i32::MAX lines of context.
+    let unified = format!(
+        "-U{}",
+        context
+            .unwrap_or(WHOLE_FILE_CONTEXT)
+            .min(WHOLE_FILE_CONTEXT)
+    );
     let args = [
         "diff",
         "--no-ext-diff",
         "--no-textconv",
         "--no-renames",
         "--no-color",
+        // Whatever the user's diff.noprefix / diff.mnemonicPrefix say.
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
         "--relative",
         unified.as_str(),
         base.as_str(),
@@ -223,6 +233,8 @@ fn patch_file(chunk: &str) -> Option<String> {
     };
     let side = |value: Option<String>, strip: &str| -> Option<String> {
         let value = value?;
+        // git ends these lines with a tab when the name contains a space.
+        let value = value.strip_suffix('\t').map(str::to_owned).unwrap_or(value);
         if value == "/dev/null" {
             return None;
         }
@@ -367,6 +379,9 @@ mod tests {
         git(root, &["init", "-q", "-b", "main"]);
         std::fs::write(root.join("kept.txt"), "one\ntwo\nthree\n").unwrap();
         std::fs::write(root.join("gone.txt"), "bye\n").unwrap();
+        std::fs::write(root.join("with space.txt"), "a\n").unwrap();
+        // A user setting that changes git's patch headers must not matter.
+        git(root, &["config", "diff.noprefix", "true"]);
         git(root, &["add", "."]);
         git(root, &["commit", "-q", "-m", "init"]);
         git(root, &["checkout", "-q", "-b", "feature"]);
@@ -375,6 +390,7 @@ mod tests {
         std::fs::write(root.join("kept.txt"), "one\nTWO\nthree\nfour\n").unwrap();
         std::fs::remove_file(root.join("gone.txt")).unwrap();
         std::fs::write(root.join("new file.txt"), "fresh").unwrap();
+        std::fs::write(root.join("with space.txt"), "a\nb\n").unwrap();
 
         assert_eq!(
             info(root, &procs).await,
@@ -394,11 +410,14 @@ mod tests {
                 ("gone.txt", 0, 1, Change::Deleted),
                 ("kept.txt", 1, 0, Change::Modified),
                 ("new file.txt", 1, 0, Change::Added),
+                ("with space.txt", 1, 0, Change::Modified),
             ]
         );
 
         let against_head = diff(root, &procs, Mode::Git, Some(0)).await;
-        assert_eq!(against_head.len(), 3);
+        assert_eq!(against_head.len(), 4);
+        let spaced = against_head[3].patch.as_deref().unwrap_or_default();
+        assert!(spaced.contains("\n+b\n"), "{against_head:?}");
         let kept = against_head[1].patch.as_deref().unwrap();
         assert!(
             kept.starts_with("diff --git a/kept.txt b/kept.txt\n"),
