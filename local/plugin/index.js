@@ -172,6 +172,16 @@ export default async function opencodeRemoteProvider(input, options) {
     return task;
   }
 
+  // A lease that cannot be released now (the leases are locked by a stuck process) must not
+  // hide the real error or keep a bridge running; the create window lets it expire.
+  function releaseQuietly(workspaceID) {
+    try {
+      state.releaseLease(workspaceID);
+    } catch (err) {
+      log("error", `cannot release the lease of ${workspaceID}: ${err.message}`);
+    }
+  }
+
   function urlOf(record) {
     return `http://127.0.0.1:${record.port}/${record.secret}`;
   }
@@ -234,7 +244,7 @@ export default async function opencodeRemoteProvider(input, options) {
         saveRecord(workspaceID, record);
         log("info", `workspace ${workspaceID} on ${record.host}: stub ${info.stub?.version} (${info.stub?.os}/${info.stub?.arch}, kernel ${info.stub?.kernel}) in ${info.connectMs} ms`);
       } catch (err) {
-        state.releaseLease(workspaceID);
+        releaseQuietly(workspaceID);
         // OpenCode keeps the workspace row after a failed create; remove it so no broken
         // workspace stays behind.
         setTimeout(() => {
@@ -263,8 +273,11 @@ export default async function opencodeRemoteProvider(input, options) {
       const bridge = bridges.get(config.id);
       bridges.delete(config.id);
       forgetRecord(config.id);
-      state.releaseLease(config.id);
-      await bridge?.stop();
+      try {
+        releaseQuietly(config.id);
+      } finally {
+        await bridge?.stop();
+      }
     },
   };
 

@@ -72,51 +72,92 @@ function hostKey(provider, host) {
 const PENDING_CREATE_MS = 120_000;
 
 // Several OpenCode processes may share the state directory: every read-modify-write of the
-// leases file holds an exclusive lock file. A lock left by a dead process, or older than any
-// update can take, is broken.
+// leases file holds an exclusive lock file. The lock appears whole (a temp file with our pid,
+// hard-linked into place), is only removed by its owner, and is broken when its owner is dead or
+// it is older than any update can take.
 const LOCK_WAIT_MS = 5_000;
 const LOCK_STALE_MS = 10_000;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-function holderAlive(lock) {
+function lockIsStale(lock) {
+  let stat;
+  let pid;
   try {
-    const pid = Number.parseInt(fs.readFileSync(lock, "utf8"), 10);
-    if (!Number.isInteger(pid) || pid <= 0) return false;
-    process.kill(pid, 0);
-    return Date.now() - fs.statSync(lock).mtimeMs < LOCK_STALE_MS;
+    stat = fs.statSync(lock);
+    pid = Number.parseInt(fs.readFileSync(lock, "utf8"), 10);
   } catch (err) {
-    // EPERM: the process exists (another user's); ENOENT: released meanwhile.
-    return err.code === "EPERM";
+    if (err.code === "ENOENT") return false; // Released meanwhile: just retry.
+    throw err;
   }
+  if (Date.now() - stat.mtimeMs > LOCK_STALE_MS) return true;
+  if (!Number.isInteger(pid) || pid <= 0) return false; // Cannot tell yet: wait for the age.
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return err.code === "ESRCH";
+  }
+}
+
+// Moves a stale lock out of the way; only one of several processes breaking it at once wins
+// the rename, and a lock taken anew meanwhile (another inode) is left alone.
+function breakLock(lock) {
+  const aside = `${lock}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.stale`;
+  let before;
+  try {
+    before = fs.statSync(lock);
+    fs.renameSync(lock, aside);
+  } catch (err) {
+    if (err.code === "ENOENT") return;
+    throw err;
+  }
+  const moved = fs.statSync(aside);
+  if (moved.ino !== before.ino) {
+    // Someone took the lock between our stat and rename: put theirs back.
+    try {
+      fs.linkSync(aside, lock);
+    } catch {
+      // A third process holds it now; theirs wins, ours was the fresh one anyway.
+    }
+  }
+  fs.rmSync(aside, { force: true });
 }
 
 function withLeasesLock(fn) {
   const lock = `${leasesFile()}.lock`;
   ensureDir(path.dirname(lock));
+  const mine = `${lock}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`;
+  fs.writeFileSync(mine, String(process.pid), { mode: 0o600 });
   const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    let fd;
-    try {
-      fd = fs.openSync(lock, "wx", 0o600);
-    } catch (err) {
-      if (err.code !== "EEXIST") throw err;
-      if (!holderAlive(lock)) {
-        fs.rmSync(lock, { force: true });
+  try {
+    for (;;) {
+      try {
+        fs.linkSync(mine, lock);
+        break;
+      } catch (err) {
+        if (err.code !== "EEXIST") throw err;
+      }
+      if (lockIsStale(lock)) {
+        breakLock(lock);
         continue;
       }
       if (Date.now() > deadline) {
         throw new Error(`the host leases are locked by another OpenCode process (${lock}); try again`);
       }
       Atomics.wait(sleeper, 0, 0, 5);
-      continue;
     }
     try {
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
       return fn();
     } finally {
-      fs.rmSync(lock, { force: true });
+      // Only our own lock (same inode as our temp file) is removed.
+      try {
+        if (fs.statSync(lock).ino === fs.statSync(mine).ino) fs.rmSync(lock, { force: true });
+      } catch {
+        // Already gone.
+      }
     }
+  } finally {
+    fs.rmSync(mine, { force: true });
   }
 }
 
