@@ -880,6 +880,14 @@ fn a_frozen_stub_should_be_noticed_and_replaced_on_the_same_url() {
     // SIGSTOP: the SSH connection and the pipes stay open, but nothing answers any more (like
     // a host that hangs). Only the h2 PINGs can tell.
     let pid = rustix::process::Pid::from_raw(frozen as i32).unwrap();
+    // Whatever happens below (a failed assertion too), leave nothing stopped behind.
+    struct KillOnDrop(rustix::process::Pid);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process(self.0, rustix::process::Signal::KILL);
+        }
+    }
+    let _guard = KillOnDrop(pid);
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
     let started = Instant::now();
     let replaced_by = bridge_runtime().block_on(async {
@@ -902,8 +910,6 @@ fn a_frozen_stub_should_be_noticed_and_replaced_on_the_same_url() {
         None
     });
     eprintln!("frozen stub replaced after {:?}", started.elapsed());
-    // Whatever happened, leave nothing stopped behind.
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     let new = replaced_by.unwrap_or_else(|| {
         panic!(
             "the bridge never replaced the frozen stub; bridge log:\n{}",

@@ -4,7 +4,10 @@
 //! Cases and figures from RELIABILITY.md §3.1 (H2-03).
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use integration_tests::bins::static_stub;
@@ -50,6 +53,8 @@ struct Outcome {
     /// (type, flags, stream, first 8 payload bytes) of every frame the stub sent.
     frames: Vec<(u8, u8, u32, Vec<u8>)>,
     exited: bool,
+    /// Killed after 30 s without finishing.
+    hung: bool,
     stderr: String,
     peak_kib: u64,
 }
@@ -88,8 +93,22 @@ fn run(attack: Vec<u8>, then_ask: Option<u32>) -> Outcome {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a hung stub (a child of `time`) can be killed with it.
+        .process_group(0)
         .spawn()
         .unwrap();
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
+    let hung = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let hung = hung.clone();
+        let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        std::thread::spawn(move || {
+            if finished_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+                hung.store(true, Ordering::SeqCst);
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+        })
+    };
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -157,6 +176,8 @@ fn run(attack: Vec<u8>, then_ask: Option<u32>) -> Outcome {
     // Reaps it (a no-op kill when it already exited).
     let _ = child.kill();
     let _ = child.wait();
+    let _ = finished_tx.send(());
+    watchdog.join().unwrap();
     let mut text = String::new();
     let _ = stderr.read_to_string(&mut text);
     let peak_kib = text
@@ -167,6 +188,7 @@ fn run(attack: Vec<u8>, then_ask: Option<u32>) -> Outcome {
     Outcome {
         frames,
         exited,
+        hung: hung.load(Ordering::SeqCst),
         stderr: text,
         peak_kib,
     }
@@ -179,6 +201,7 @@ fn check_sane(name: &str, outcome: &Outcome) {
 }
 
 fn check_sane_within(name: &str, outcome: &Outcome, limit_kib: u64) {
+    assert!(!outcome.hung, "{name}: the stub hung (killed after 30 s)");
     assert!(
         outcome.exited,
         "{name}: the stub did not exit after its stdin closed"

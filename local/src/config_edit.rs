@@ -432,7 +432,9 @@ pub fn run(command: ConfigCommand, home: &Path) -> anyhow::Result<()> {
                 }
                 .into());
             }
-            let identity_file = identity_file.map(|file| absolute_identity(file, home));
+            let identity_file = identity_file
+                .filter(|file| !file.is_empty())
+                .map(|file| absolute_identity(file, home));
             let host = NewHost {
                 name: host,
                 address: ssh_host,
@@ -506,7 +508,7 @@ fn check_value(what: &'static str, given: &str) -> Result<(), EditError> {
 /// A relative identity file is recorded as the absolute path it names now: the plugin runs
 /// from whatever directory OpenCode was started in. `~/…` stays as written.
 fn absolute_identity(file: String, home: &Path) -> String {
-    if file.starts_with('~') || Path::new(&file).is_absolute() {
+    if file.is_empty() || file == "~" || file.starts_with("~/") || Path::new(&file).is_absolute() {
         return file;
     }
     let Ok(cwd) = std::env::current_dir() else {

@@ -114,14 +114,24 @@ pub fn for_arch(arch: &str) -> Result<Stub, NoStub> {
         if elf_arch(&bytes) != Some(arch) {
             return None;
         }
-        if elf_is_static(&bytes) != Some(true) {
+        match elf_is_static(&bytes) {
+            Some(true) => {}
             // It would need the host's loader and libc (old hosts have neither in the version
             // it was built against).
-            tracing::warn!(
-                "{} is not a statically linked stub (it has an ELF interpreter); ignored",
-                path.display()
-            );
-            return None;
+            Some(false) => {
+                tracing::warn!(
+                    "{} is not a statically linked stub (it has an ELF interpreter); ignored",
+                    path.display()
+                );
+                return None;
+            }
+            None => {
+                tracing::warn!(
+                    "{}: cannot read its ELF program headers; ignored",
+                    path.display()
+                );
+                return None;
+            }
         }
         Some(Stub::new(Cow::Owned(bytes), path.display().to_string()))
     };
