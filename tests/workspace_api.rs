@@ -34,6 +34,22 @@ fn start(sshd: &Sshd, directory: &str) -> BridgeProcess {
     )
 }
 
+/// Starts a `!shell` call in the background on its own connection (it may wait for a permission
+/// answer given on another).
+fn shell(
+    bridge: &BridgeProcess,
+    session: &str,
+    command: &str,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let authority = bridge.authority();
+    let path = format!("{}/session/{session}/shell", bridge.prefix());
+    let body = json!({ "agent": "build", "command": command });
+    tokio::spawn(async move {
+        let mut client = Client::connect(&authority).await;
+        client.json("POST", &path, &body).await
+    })
+}
+
 /// Collects `/global/event` payloads in the background.
 struct Events {
     rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
@@ -97,14 +113,30 @@ fn sessions_shell_and_permissions_should_follow_opencodes_protocol() {
         assert_eq!(connected["payload"]["type"], "server.connected");
         let mut client = Client::connect(&bridge.authority()).await;
 
-        let (status, history) = client.json("POST", &format!("{prefix}/sync/history"), &json!({})).await;
+        let (status, history) = client
+            .json("POST", &format!("{prefix}/sync/history"), &json!({}))
+            .await;
         assert_eq!((status, history), (200, json!([])));
 
         // Create a session: Session JSON + fence + session.created.1 with our ids.
-        let response = client.send("POST", &format!("{prefix}/session"), br#"{"title":"remote test session"}"#, &[]).await;
+        let response = client
+            .send(
+                "POST",
+                &format!("{prefix}/session"),
+                br#"{"title":"remote test session"}"#,
+                &[],
+            )
+            .await;
         assert_eq!(response.status(), 200);
-        let fence: Value = serde_json::from_str(response.headers()["x-opencode-sync"].to_str().unwrap()).unwrap();
-        let session: Value = serde_json::from_slice(&http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes()).unwrap();
+        let fence: Value =
+            serde_json::from_str(response.headers()["x-opencode-sync"].to_str().unwrap()).unwrap();
+        let session: Value = serde_json::from_slice(
+            &http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes(),
+        )
+        .unwrap();
         let id = session["id"].as_str().unwrap().to_owned();
         assert!(id.starts_with("ses_"));
         assert_eq!(fence, json!({ &id: 0 }));
@@ -118,28 +150,33 @@ fn sessions_shell_and_permissions_should_follow_opencodes_protocol() {
         assert_eq!(created["project"], PROJECT);
 
         // The first command in a new workspace asks for the workspace directory itself.
-        let shell_client = {
-            let authority = bridge.authority();
-            let path = format!("{prefix}/session/{id}/shell");
-            tokio::spawn(async move {
-                let mut client = Client::connect(&authority).await;
-                client.json("POST", &path, &json!({ "agent": "build", "command": "echo hello-from-shell && pwd && cat README.md" })).await
-            })
-        };
+        let shell_client = shell(
+            &bridge,
+            &id,
+            "echo hello-from-shell && pwd && cat README.md",
+        );
         let asked = events.wait_for("permission.asked").await;
         let request = &asked["payload"]["properties"];
         assert_eq!(request["sessionID"], id.as_str());
         assert_eq!(request["permission"], "external_directory");
         assert_eq!(request["always"], json!([format!("{directory}/**")]));
         assert!(request["tool"]["callID"].is_string() && request["tool"]["messageID"].is_string());
-        let (status, pending) = client.json("GET", &format!("{prefix}/permission"), &Value::Null).await;
+        let (status, pending) = client
+            .json("GET", &format!("{prefix}/permission"), &Value::Null)
+            .await;
         assert_eq!(status, 200);
         assert_eq!(pending.as_array().unwrap().len(), 1);
         // The command waits: nothing ran yet.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!shell_client.is_finished());
         let request_id = request["id"].as_str().unwrap();
-        let (status, ok) = client.json("POST", &format!("{prefix}/permission/{request_id}/reply"), &json!({ "reply": "always" })).await;
+        let (status, ok) = client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/{request_id}/reply"),
+                &json!({ "reply": "always" }),
+            )
+            .await;
         assert_eq!((status, ok), (200, json!(true)));
         events.wait_for("permission.replied").await;
         let (status, result) = shell_client.await.unwrap();
@@ -147,13 +184,22 @@ fn sessions_shell_and_permissions_should_follow_opencodes_protocol() {
         let part = &result["parts"][0];
         assert_eq!(part["type"], "tool");
         assert_eq!(part["state"]["status"], "completed", "{part}");
-        assert_eq!(part["state"]["output"], format!("hello-from-shell\n{directory}\nhello from the REMOTE host\n"));
+        assert_eq!(
+            part["state"]["output"],
+            format!("hello-from-shell\n{directory}\nhello from the REMOTE host\n")
+        );
         assert_eq!(result["info"]["role"], "assistant");
         assert!(result["info"]["time"]["completed"].is_number());
         events.wait_for("session.idle").await;
 
         // `always` covers later commands in the directory: no prompt.
-        let (status, result) = client.json("POST", &format!("{prefix}/session/{id}/shell"), &json!({ "agent": "build", "command": "ls src/../README.md; exit 3" })).await;
+        let (status, result) = client
+            .json(
+                "POST",
+                &format!("{prefix}/session/{id}/shell"),
+                &json!({ "agent": "build", "command": "ls src/../README.md; exit 3" }),
+            )
+            .await;
         assert_eq!(status, 200);
         let state = &result["parts"][0]["state"];
         assert_eq!(state["output"], "src/../README.md\n[exit code 3]\n");
@@ -161,74 +207,150 @@ fn sessions_shell_and_permissions_should_follow_opencodes_protocol() {
 
         // Outside the approved roots: reject ends the tool with an error.
         let _ = std::fs::remove_file("/tmp/ocr-should-not-exist");
-        let shell_client = {
-            let authority = bridge.authority();
-            let path = format!("{prefix}/session/{id}/shell");
-            tokio::spawn(async move {
-                let mut client = Client::connect(&authority).await;
-                client.json("POST", &path, &json!({ "agent": "build", "command": "cat /etc/hostname > /tmp/ocr-should-not-exist" })).await
-            })
-        };
+        let shell_client = shell(
+            &bridge,
+            &id,
+            "cat /etc/hostname > /tmp/ocr-should-not-exist",
+        );
         let asked = events.wait_for("permission.asked").await;
-        let patterns = asked["payload"]["properties"]["patterns"].as_array().unwrap().clone();
+        let patterns = asked["payload"]["properties"]["patterns"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert!(patterns.contains(&json!("/etc/hostname")), "{patterns:?}");
-        let request_id = asked["payload"]["properties"]["id"].as_str().unwrap().to_owned();
-        let (status, _) = client.json("POST", &format!("{prefix}/permission/{request_id}/reply"), &json!({ "reply": "reject", "message": "not there" })).await;
+        let request_id = asked["payload"]["properties"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, _) = client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/{request_id}/reply"),
+                &json!({ "reply": "reject", "message": "not there" }),
+            )
+            .await;
         assert_eq!(status, 200);
         let (_, result) = shell_client.await.unwrap();
         let state = &result["parts"][0]["state"];
         assert_eq!(state["status"], "error", "{state}");
-        assert!(state["error"].as_str().unwrap().contains("rejected by the user: not there"), "{state}");
+        assert!(
+            state["error"]
+                .as_str()
+                .unwrap()
+                .contains("rejected by the user: not there"),
+            "{state}"
+        );
         assert!(!std::path::Path::new("/tmp/ocr-should-not-exist").exists());
 
         // Unknown permission ids and bad bodies.
-        let (status, body) = client.json("POST", &format!("{prefix}/permission/per_doesnotexist/reply"), &json!({ "reply": "once" })).await;
+        let (status, body) = client
+            .json(
+                "POST",
+                &format!("{prefix}/permission/per_doesnotexist/reply"),
+                &json!({ "reply": "once" }),
+            )
+            .await;
         assert_eq!(status, 404);
         assert_eq!(body["_tag"], "PermissionNotFoundError");
-        let (status, body) = client.json("POST", &format!("{prefix}/session/{id}/shell"), &json!({ "agent": "build" })).await;
+        let (status, body) = client
+            .json(
+                "POST",
+                &format!("{prefix}/session/{id}/shell"),
+                &json!({ "agent": "build" }),
+            )
+            .await;
         assert_eq!(status, 400);
-        assert!(body["data"]["message"].as_str().unwrap().contains("command"), "{body}");
-        let response = client.send("POST", &format!("{prefix}/session"), b"{not json", &[]).await;
+        assert!(
+            body["data"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("command"),
+            "{body}"
+        );
+        let response = client
+            .send("POST", &format!("{prefix}/session"), b"{not json", &[])
+            .await;
         assert_eq!(response.status(), 400);
 
         // History: contiguous seqs from 0, identical to what the stream carried.
         let streamed = events.drain_sync();
-        let (_, history) = client.json("POST", &format!("{prefix}/sync/history"), &json!({})).await;
+        let (_, history) = client
+            .json("POST", &format!("{prefix}/sync/history"), &json!({}))
+            .await;
         let rows = history.as_array().unwrap();
         let seqs: Vec<u64> = rows.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (0..rows.len() as u64).collect::<Vec<_>>());
         for event in &streamed {
-            let row = rows.iter().find(|r| r["id"] == event["id"]).expect("streamed event in history");
+            let row = rows
+                .iter()
+                .find(|r| r["id"] == event["id"])
+                .expect("streamed event in history");
             assert_eq!(row["data"], event["data"]);
             assert_eq!(row["type"], event["type"]);
         }
-        let (_, partial) = client.json("POST", &format!("{prefix}/sync/history"), &json!({ &id: 3 })).await;
+        let (_, partial) = client
+            .json(
+                "POST",
+                &format!("{prefix}/sync/history"),
+                &json!({ &id: 3 }),
+            )
+            .await;
         assert_eq!(partial.as_array().unwrap()[0]["seq"], 4);
 
         // Every mutating answer is fenced at the session's last event (OpenCode waits for its
         // replica to reach it before answering its own client).
         let last_seq = async |client: &mut Client| {
-            let (_, history) = client.json("POST", &format!("{prefix}/sync/history"), &json!({})).await;
-            history.as_array().unwrap().iter().filter(|r| r["aggregate_id"] == id.as_str()).map(|r| r["seq"].as_i64().unwrap()).max().unwrap()
+            let (_, history) = client
+                .json("POST", &format!("{prefix}/sync/history"), &json!({}))
+                .await;
+            history
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["aggregate_id"] == id.as_str())
+                .map(|r| r["seq"].as_i64().unwrap())
+                .max()
+                .unwrap()
         };
         let fenced = |response: &hyper::Response<hyper::body::Incoming>| -> i64 {
-            let fence: Value = serde_json::from_str(response.headers()["x-opencode-sync"].to_str().unwrap()).unwrap();
+            let fence: Value =
+                serde_json::from_str(response.headers()["x-opencode-sync"].to_str().unwrap())
+                    .unwrap();
             fence[id.as_str()].as_i64().unwrap()
         };
-        let response = client.send("PATCH", &format!("{prefix}/session/{id}"), br#"{"title":"renamed"}"#, &[]).await;
+        let response = client
+            .send(
+                "PATCH",
+                &format!("{prefix}/session/{id}"),
+                br#"{"title":"renamed"}"#,
+                &[],
+            )
+            .await;
         assert_eq!(response.status(), 200);
         let seq = fenced(&response);
         assert_eq!(seq, last_seq(&mut client).await);
-        let response = client.send("POST", &format!("{prefix}/session/{id}/shell"), br#"{"agent":"build","command":"true"}"#, &[]).await;
+        let response = client
+            .send(
+                "POST",
+                &format!("{prefix}/session/{id}/shell"),
+                br#"{"agent":"build","command":"true"}"#,
+                &[],
+            )
+            .await;
         assert_eq!(response.status(), 200);
         let shell_seq = fenced(&response);
         assert!(shell_seq > seq);
         assert_eq!(shell_seq, last_seq(&mut client).await);
 
         // Delete: true, fence -1, session.deleted.1.
-        let response = client.send("DELETE", &format!("{prefix}/session/{id}"), b"", &[]).await;
+        let response = client
+            .send("DELETE", &format!("{prefix}/session/{id}"), b"", &[])
+            .await;
         assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["x-opencode-sync"], format!("{{\"{id}\":-1}}").as_str());
+        assert_eq!(
+            response.headers()["x-opencode-sync"],
+            format!("{{\"{id}\":-1}}").as_str()
+        );
         let deleted = events.wait_for("session.deleted").await;
         assert_eq!(deleted["payload"]["properties"]["sessionID"], id.as_str());
     });
@@ -249,18 +371,7 @@ fn always_approvals_should_survive_a_stub_restart() {
                 .json("POST", &format!("{prefix}/session"), &json!({}))
                 .await;
             let id = session["id"].as_str().unwrap().to_owned();
-            let path = format!("{prefix}/session/{id}/shell");
-            let authority = bridge.authority();
-            let call = tokio::spawn(async move {
-                let mut client = Client::connect(&authority).await;
-                client
-                    .json(
-                        "POST",
-                        &path,
-                        &json!({ "agent": "build", "command": "echo ok" }),
-                    )
-                    .await
-            });
+            let call = shell(&bridge, &id, "echo ok");
             if expect_prompt {
                 let asked = events.wait_for("permission.asked").await;
                 let request_id = asked["payload"]["properties"]["id"]
@@ -307,19 +418,8 @@ fn abort_should_stop_a_running_command_and_its_children() {
             .json("POST", &format!("{prefix}/session"), &json!({}))
             .await;
         let id = session["id"].as_str().unwrap().to_owned();
-        let path = format!("{prefix}/session/{id}/shell");
-        let authority = bridge.authority();
         let command = format!("echo started; (exec -a {marker} sleep 300) & sleep 300; echo never");
-        let call = tokio::spawn(async move {
-            let mut client = Client::connect(&authority).await;
-            client
-                .json(
-                    "POST",
-                    &path,
-                    &json!({ "agent": "build", "command": command }),
-                )
-                .await
-        });
+        let call = shell(&bridge, &id, &command);
         let asked = events.wait_for("permission.asked").await;
         let request_id = asked["payload"]["properties"]["id"]
             .as_str()
@@ -398,19 +498,8 @@ fn closing_the_connection_should_leave_no_orphan_processes() {
             .json("POST", &format!("{prefix}/session"), &json!({}))
             .await;
         let id = session["id"].as_str().unwrap().to_owned();
-        let path = format!("{prefix}/session/{id}/shell");
-        let authority = bridge.authority();
         let command = format!("(exec -a {marker}-bg sleep 300) & exec -a {marker}-fg sleep 300");
-        tokio::spawn(async move {
-            let mut client = Client::connect(&authority).await;
-            let _ = client
-                .json(
-                    "POST",
-                    &path,
-                    &json!({ "agent": "build", "command": command }),
-                )
-                .await;
-        });
+        let _running = shell(&bridge, &id, &command);
         let asked = events.wait_for("permission.asked").await;
         let request_id = asked["payload"]["properties"]["id"]
             .as_str()
@@ -464,18 +553,7 @@ fn a_command_cut_off_by_a_lost_connection_should_be_closed_in_the_log() {
             .json("POST", &format!("{prefix}/session"), &json!({}))
             .await;
         let id = session["id"].as_str().unwrap().to_owned();
-        let path = format!("{prefix}/session/{id}/shell");
-        let authority = bridge.authority();
-        tokio::spawn(async move {
-            let mut client = Client::connect(&authority).await;
-            client
-                .json(
-                    "POST",
-                    &path,
-                    &json!({ "agent": "build", "command": "echo started; sleep 300" }),
-                )
-                .await
-        });
+        let _running = shell(&bridge, &id, "echo started; sleep 300");
         let asked = events.wait_for("permission.asked").await;
         let request_id = asked["payload"]["properties"]["id"].as_str().unwrap();
         client
@@ -577,18 +655,7 @@ fn commands_should_not_be_steered_by_inherited_cdpath_or_bash_env() {
             .json("POST", &format!("{prefix}/session"), &json!({}))
             .await;
         let id = session["id"].as_str().unwrap().to_owned();
-        let path = format!("{prefix}/session/{id}/shell");
-        let authority = bridge.authority();
-        let call = tokio::spawn(async move {
-            let mut client = Client::connect(&authority).await;
-            client
-                .json(
-                    "POST",
-                    &path,
-                    &json!({ "agent": "build", "command": "cd sub && pwd" }),
-                )
-                .await
-        });
+        let call = shell(&bridge, &id, "cd sub && pwd");
         let asked = events.wait_for("permission.asked").await;
         let request_id = asked["payload"]["properties"]["id"].as_str().unwrap();
         client
@@ -625,18 +692,7 @@ fn abort_while_waiting_for_permission_should_end_as_an_abort_and_close_the_promp
             .json("POST", &format!("{prefix}/session"), &json!({}))
             .await;
         let id = session["id"].as_str().unwrap().to_owned();
-        let path = format!("{prefix}/session/{id}/shell");
-        let authority = bridge.authority();
-        let call = tokio::spawn(async move {
-            let mut client = Client::connect(&authority).await;
-            client
-                .json(
-                    "POST",
-                    &path,
-                    &json!({ "agent": "build", "command": "echo never" }),
-                )
-                .await
-        });
+        let call = shell(&bridge, &id, "echo never");
         let asked = events.wait_for("permission.asked").await;
         let request_id = asked["payload"]["properties"]["id"].as_str().unwrap();
         let (status, ok) = client
