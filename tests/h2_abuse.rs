@@ -49,6 +49,27 @@ fn get_health() -> Vec<u8> {
     block
 }
 
+/// `opencode-remote-stub --stdio` with its home, state and log in `home` (under `/usr/bin/time`
+/// reporting the peak RSS when `time` is given).
+fn stub_command(time: Option<&str>, home: &std::path::Path) -> Command {
+    let mut command = match time {
+        Some(time) => {
+            let mut command = Command::new(time);
+            command.args(["-f", "maxrss_kib=%M"]).arg(static_stub());
+            command
+        }
+        None => Command::new(static_stub()),
+    };
+    command
+        .args(["--stdio", "--state-dir"])
+        .arg(home.join("state"))
+        .arg("--log-file")
+        .arg(home.join("stub.log"))
+        .current_dir(home)
+        .env("HOME", home);
+    command
+}
+
 struct Outcome {
     /// (type, flags, stream, first 8 payload bytes) of every frame the stub sent.
     frames: Vec<(u8, u8, u32, Vec<u8>)>,
@@ -81,15 +102,7 @@ impl Outcome {
 /// written and the answer arrived (or 10 s passed).
 fn run(attack: Vec<u8>, then_ask: Option<u32>) -> Outcome {
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kib=%M"])
-        .arg(static_stub())
-        .args(["--stdio", "--state-dir"])
-        .arg(home.path().join("state"))
-        .arg("--log-file")
-        .arg(home.path().join("stub.log"))
-        .current_dir(home.path())
-        .env("HOME", home.path())
+    let mut child = stub_command(Some("/usr/bin/time"), home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -338,13 +351,7 @@ fn malformed_frames_should_end_the_connection_with_the_right_error() {
     // An HTTP/1 request where the preface should be: no HTTP/2, no crash, no answer on the wire
     // but a clean exit.
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(static_stub())
-        .args(["--stdio", "--state-dir"])
-        .arg(home.path().join("state"))
-        .arg("--log-file")
-        .arg(home.path().join("stub.log"))
-        .current_dir(home.path())
-        .env("HOME", home.path())
+    let mut child = stub_command(None, home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

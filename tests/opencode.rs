@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::http::Client;
 use integration_tests::llm::ScriptedModel;
-use integration_tests::opencode::{OpenCode, Registration, bridge_pids};
+use integration_tests::opencode::{OpenCode, Registration, bridge_pids, git};
 use integration_tests::schema::OpenApi;
 use integration_tests::sshd::Sshd;
 use integration_tests::{require_opencode, require_sshd};
@@ -909,16 +909,6 @@ fn the_agent_tools_should_create_list_and_remove_workspaces() {
     assert_eq!(properties["provider"]["type"], "string", "{offered}");
 }
 
-fn git_in(dir: &std::path::Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
 #[test]
 fn answers_and_events_should_match_the_schemas_opencode_serves() {
     let sshd = require_sshd!();
@@ -929,9 +919,9 @@ fn answers_and_events_should_match_the_schemas_opencode_serves() {
     std::fs::write(remote_project.join("README.md"), "first\n").unwrap();
     std::fs::write(remote_project.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
     std::fs::write(remote_project.join("data.bin"), [0u8, 159, 146, 150, 0, 1]).unwrap();
-    git_in(&remote_project, &["init", "-q", "-b", "main"]);
-    git_in(&remote_project, &["add", "."]);
-    git_in(&remote_project, &["commit", "-q", "-m", "init"]);
+    git(&remote_project, &["init", "-q", "-b", "main"]);
+    git(&remote_project, &["add", "."]);
+    git(&remote_project, &["commit", "-q", "-m", "init"]);
     std::fs::write(remote_project.join("README.md"), "first\nsecond\n").unwrap();
     std::fs::write(remote_project.join("new.txt"), "untracked\n").unwrap();
     let remote_dir = remote_project

@@ -152,7 +152,8 @@ fn spawn(
     (child, url, log)
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+/// Runs `git` in `dir` with a throwaway identity; its trimmed stdout. Panics when it fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
