@@ -131,15 +131,7 @@ pub async fn route(
 /// overrides `dirs`), `limit` (1–200, default 10).
 fn find_query(params: &Params) -> Result<FindQuery, ApiError> {
     let query = params.required("query")?;
-    let dirs = match params.get("dirs") {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "query parameter `dirs` must be `true` or `false`, got `{other}`"
-            )));
-        }
-    };
+    let dirs = params.flag("dirs", true)?;
     let kind = match params.get("type") {
         None => (!dirs).then_some(Kind::File),
         Some("file") => Some(Kind::File),
@@ -243,6 +235,18 @@ impl Params {
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    /// A `true`/`false` parameter; `default` when absent.
+    pub(super) fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "query parameter `{name}` must be `true` or `false`, got `{other}`"
+            ))),
+        }
     }
 
     fn required(&self, name: &str) -> Result<String, ApiError> {

@@ -367,15 +367,6 @@ const DEFAULT_SESSION_LIMIT: usize = 100;
 /// before: the `x-next-cursor` of the previous page), `limit` (default 100).
 async fn experimental_sessions(app: &App, query: &str) -> Result<Response<Body>, ApiError> {
     let params = super::files::Params::parse(query)?;
-    let flag = |name: &str| -> Result<bool, ApiError> {
-        match params.get(name) {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "query parameter `{name}` must be `true` or `false`, got `{other}`"
-            ))),
-        }
-    };
     let number = |name: &str| -> Result<Option<f64>, ApiError> {
         params
             .get(name)
@@ -392,7 +383,10 @@ async fn experimental_sessions(app: &App, query: &str) -> Result<Response<Body>,
             })
             .transpose()
     };
-    let (roots, archived) = (flag("roots")?, flag("archived")?);
+    let (roots, archived) = (
+        params.flag("roots", false)?,
+        params.flag("archived", false)?,
+    );
     let (start, cursor) = (number("start")?, number("cursor")?);
     let limit = match number("limit")? {
         None => DEFAULT_SESSION_LIMIT,
