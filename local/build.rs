@@ -12,7 +12,7 @@
 //! - `OPENCODE_REMOTE_STUB_PATH=<file>`: embed this prebuilt stub instead of building one.
 //! - `OPENCODE_REMOTE_NO_EMBED=1`: embed nothing; the binary then looks for stubs next to itself.
 
-#[path = "src/cksum.rs"]
+#[path = "src/install/cksum.rs"]
 mod cksum;
 
 use std::env;

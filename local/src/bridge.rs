@@ -22,6 +22,9 @@
 //! response body carries the stub's requests and whose request body carries our answers, on
 //! this same connection; nothing here assumes the request path only flows one way.
 
+pub mod connector;
+pub mod transport;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +42,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connector::{Body, Connector, Upstream};
+use crate::bridge::connector::{Body, Connector, Upstream};
 
 /// The per-launch secret path prefix.
 #[derive(Clone)]
@@ -294,7 +297,7 @@ impl LocalOpenCode {
                 strip_hop_by_hop(&mut parts.headers);
                 Ok(Response::from_parts(
                     parts,
-                    body.map_err(|err| Box::new(err) as crate::connector::BoxError)
+                    body.map_err(|err| Box::new(err) as crate::bridge::connector::BoxError)
                         .boxed(),
                 ))
             }
@@ -705,7 +708,7 @@ impl Bridge {
         *req.version_mut() = http::Version::HTTP_2;
         strip_hop_by_hop(req.headers_mut());
         let req = req.map(|body| {
-            body.map_err(|err| Box::new(err) as crate::connector::BoxError)
+            body.map_err(|err| Box::new(err) as crate::bridge::connector::BoxError)
                 .boxed()
         });
         match sender.send_request(req).await {
@@ -715,7 +718,7 @@ impl Bridge {
                 parts.version = http::Version::HTTP_11;
                 Response::from_parts(
                     parts,
-                    body.map_err(|err| Box::new(err) as crate::connector::BoxError)
+                    body.map_err(|err| Box::new(err) as crate::bridge::connector::BoxError)
                         .boxed(),
                 )
             }
@@ -782,7 +785,7 @@ impl Bridge {
             parts.version = http::Version::HTTP_11;
             return Response::from_parts(
                 parts,
-                body.map_err(|err| Box::new(err) as crate::connector::BoxError)
+                body.map_err(|err| Box::new(err) as crate::bridge::connector::BoxError)
                     .boxed(),
             );
         }

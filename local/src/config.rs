@@ -6,6 +6,9 @@
 //! [`Options::validate`] checks what serde cannot (duplicate names and aliases, empty hosts,
 //! bad lease modes).
 
+pub mod edit;
+pub mod provider;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use local::bridge::connector::Connector;
 use local::bridge::{self, Secret};
+use local::config::provider::{self, ResolvedHost};
 use local::config::{self, HostKeyChecking};
-use local::connector::Connector;
-use local::provider::{self, ResolvedHost};
 use local::ssh::{self, Tuning};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ enum Command {
     /// Manage the opencode-remote-provider entry of the OpenCode config (hosts, providers).
     Config {
         #[command(subcommand)]
-        command: local::config_edit::ConfigCommand,
+        command: local::config::edit::ConfigCommand,
     },
 }
 
@@ -191,7 +191,7 @@ impl HostArgs {
         for label in &self.labels {
             words.extend(["--label".to_owned(), label.clone()]);
         }
-        local::quote::join(words.iter().map(String::as_str))
+        local::ssh::quote::join(words.iter().map(String::as_str))
     }
 }
 
@@ -295,7 +295,7 @@ fn resolve(
     let root = options
         .as_ref()
         .and_then(|o| o.install_root.clone())
-        .unwrap_or_else(|| local::bootstrap::DEFAULT_ROOT.to_owned());
+        .unwrap_or_else(|| local::install::DEFAULT_ROOT.to_owned());
     let connector = Connector {
         target,
         root,
@@ -365,7 +365,7 @@ fn resolve_command(args: ResolveArgs) -> anyhow::Result<()> {
 /// Commands a person runs at a terminal may ask for passwords and passphrases, and `setup` may
 /// ask about an unknown host key; the plugin's commands never ask.
 fn make_interactive(resolved: &mut Resolved, ask_host_key: bool) {
-    let interactive = local::terminal::is_interactive();
+    let interactive = local::ssh::terminal::is_interactive();
     let targets = std::iter::once(&mut resolved.connector.target);
     for target in targets {
         target.interactive = interactive;
@@ -388,7 +388,7 @@ async fn setup(args: HostArgs) -> anyhow::Result<()> {
     let mut step = |line: &str| {
         let _ignored = writeln!(std::io::stderr(), "==> {line}");
     };
-    let outcome = local::setup::run(&resolved.connector, &home, &mut step).await?;
+    let outcome = local::cli::setup::run(&resolved.connector, &home, &mut step).await?;
     let target = &resolved.connector.target;
     let what = outcome.installed.to_string();
     let ssh_port = if target.port == 22 {
@@ -396,7 +396,7 @@ async fn setup(args: HostArgs) -> anyhow::Result<()> {
     } else {
         format!("-p {} ", target.port)
     };
-    let root = local::connector::expand_root(&resolved.connector.root, &outcome.probe.home);
+    let root = local::bridge::connector::expand_root(&resolved.connector.root, &outcome.probe.home);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -448,7 +448,7 @@ async fn setup(args: HostArgs) -> anyhow::Result<()> {
 }
 
 async fn doctor(args: HostArgs) -> anyhow::Result<()> {
-    use local::doctor::{Check, Status};
+    use local::cli::doctor::{Check, Status};
     let mut out = std::io::stdout();
     let fail = |name: &'static str, detail: String, fix: &str| Check {
         name,
@@ -483,7 +483,7 @@ async fn doctor(args: HostArgs) -> anyhow::Result<()> {
     };
     make_interactive(&mut resolved, false);
     let again = args.command_line();
-    let ok = local::doctor::run(&resolved.connector, config_line, &again, &mut |check| {
+    let ok = local::cli::doctor::run(&resolved.connector, config_line, &again, &mut |check| {
         let _ignored = writeln!(out, "{check}");
     })
     .await;
@@ -589,7 +589,7 @@ async fn run_bridge(args: BridgeArgs) -> anyhow::Result<()> {
             "kernel": upstream.welcome.kernel,
             "home": upstream.welcome.home,
             "directory": upstream.welcome.directory,
-            "installed": !matches!(upstream.installed, local::bootstrap::Installed::AlreadyCurrent),
+            "installed": !matches!(upstream.installed, local::install::Installed::AlreadyCurrent),
         });
         line["connectMs"] = (upstream.elapsed.as_millis() as u64).into();
     }
@@ -761,7 +761,7 @@ fn main() -> ExitCode {
             Command::Resolve(args) => resolve_command(args),
             Command::Setup(args) => setup(args).await,
             Command::Doctor(args) => doctor(args).await,
-            Command::Config { command } => local::config_edit::run(command, &home()?),
+            Command::Config { command } => local::config::edit::run(command, &home()?),
         }
     });
     let code = match result {

@@ -5,6 +5,11 @@
 //! module accepts a key that known_hosts does not list, except under the explicit
 //! [`HostKeyChecking::AcceptNew`] policy, and a changed key is refused under every policy.
 
+pub mod known_hosts;
+pub mod quote;
+pub mod ssh_config;
+pub mod terminal;
+
 use std::borrow::Cow;
 use std::net::ToSocketAddrs;
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,9 +23,9 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertific
 use tokio::io::AsyncWriteExt;
 
 use crate::config::HostKeyChecking;
-use crate::known_hosts::{self, Verdict};
-use crate::provider::ResolvedHost;
-use crate::ssh_config::{self, HostSettings};
+use crate::config::provider::ResolvedHost;
+use known_hosts::Verdict;
+use ssh_config::HostSettings;
 
 /// Everything needed to reach one SSH server (one hop).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +263,7 @@ pub fn target_for(
         .or(settings.proxy_jump.clone());
     target.jumps = jumps(jump_spec.as_deref(), home, tuning)?;
     // The key scripts/setup-host.sh installs on password-only hosts is used from then on.
-    let dedicated = crate::setup::key_path(home, &target.host);
+    let dedicated = crate::cli::setup::key_path(home, &target.host);
     if dedicated.is_file() && !target.identity_files.contains(&dedicated) {
         target.identity_files.push(dedicated);
     }
@@ -497,12 +502,13 @@ impl Client {
                 fingerprint,
             }),
             Verdict::Unknown
-                if self.policy == HostKeyChecking::Ask && crate::terminal::is_interactive() =>
+                if self.policy == HostKeyChecking::Ask
+                    && crate::ssh::terminal::is_interactive() =>
             {
                 let question = format!(
                     "The authenticity of host '{entry}' can't be established.\n{key_type} key fingerprint is {fingerprint}.\nThis key is not known by any other names.\nAre you sure you want to continue connecting"
                 );
-                let yes = crate::terminal::confirm(&question)
+                let yes = crate::ssh::terminal::confirm(&question)
                     .map_err(|err| SshError::Exec(format!("cannot ask at the terminal: {err}")))?;
                 if !yes {
                     return Err(SshError::Exec(format!("host key for {entry} not accepted")));
@@ -914,7 +920,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<St
             Ok(key) => key,
             Err(russh::keys::Error::KeyIsEncrypted) if target.interactive => {
                 let prompt = format!("Enter passphrase for key '{shown}': ");
-                let passphrase = crate::terminal::password(&prompt).map_err(|err| {
+                let passphrase = crate::ssh::terminal::password(&prompt).map_err(|err| {
                     SshError::Exec(format!(
                         "cannot read the passphrase from the terminal: {err}"
                     ))
@@ -983,7 +989,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<St
                 ));
             } else {
                 let prompt = format!("{}@{}'s password: ", target.user, target.host);
-                let password = crate::terminal::password(&prompt).map_err(terminal_error)?;
+                let password = crate::ssh::terminal::password(&prompt).map_err(terminal_error)?;
                 match handle
                     .authenticate_password(target.user.clone(), password)
                     .await
@@ -1064,16 +1070,16 @@ async fn keyboard_interactive(
             } => {
                 for text in [&name, &instructions] {
                     if !text.trim().is_empty() {
-                        crate::terminal::say(text.trim_end()).map_err(terminal_error)?;
+                        crate::ssh::terminal::say(text.trim_end()).map_err(terminal_error)?;
                     }
                 }
                 let mut answers = Vec::with_capacity(prompts.len());
                 for prompt in &prompts {
                     let shown = format!("({}@{}) {}", target.user, target.host, prompt.prompt);
                     let answer = if prompt.echo {
-                        crate::terminal::line(&shown)
+                        crate::ssh::terminal::line(&shown)
                     } else {
-                        crate::terminal::password(&shown)
+                        crate::ssh::terminal::password(&shown)
                     };
                     answers.push(answer.map_err(terminal_error)?);
                 }

@@ -20,7 +20,7 @@ use russh::{ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::codec::Decoder;
 
-use crate::bootstrap::{self, PROBE_MARKER, Probe};
+use crate::install::{self, PROBE_MARKER, Probe};
 use crate::ssh::{Connection, SshError};
 
 /// Most bytes of login-script output tolerated before the stub's sentinel.
@@ -315,7 +315,7 @@ pub async fn launch(
     timeout: Duration,
 ) -> Result<Launch, StartError> {
     let channel = connection
-        .exec(&bootstrap::launch_command(root, identities))
+        .exec(&install::launch_command(root, identities))
         .await?;
     let mut wire = Wire::new(channel);
     // Pipelined: sent before we know whether the stub or the probe runs. The probe never reads
@@ -341,7 +341,7 @@ async fn read_reply(mut wire: Wire) -> Result<Launch, StartError> {
             let mut rest = buffer.split_off(at).to_vec();
             wire.read_to_end(&mut rest).await?;
             let text = String::from_utf8_lossy(&rest);
-            let probe = bootstrap::parse_probe(text.strip_prefix(PROBE_MARKER).unwrap_or(&text))
+            let probe = install::parse_probe(text.strip_prefix(PROBE_MARKER).unwrap_or(&text))
                 .map_err(|err| StartError::Exited(err.to_string()))?;
             return Ok(Launch::NeedsInstall(probe));
         }

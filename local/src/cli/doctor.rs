@@ -5,11 +5,11 @@
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
-use crate::bootstrap;
-use crate::connector::{self, Connector};
-use crate::quote;
+use crate::bridge::connector::{self, Connector};
+use crate::install;
+use crate::install::stubs;
+use crate::ssh::quote;
 use crate::ssh::{self, SshError};
-use crate::stubs;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,7 +383,7 @@ pub async fn run(
 
     // The stub.
     let started = Instant::now();
-    let probe = match bootstrap::probe(&connection, &connector.root).await {
+    let probe = match install::probe(&connection, &connector.root).await {
         Ok(probe) => probe,
         Err(err) => {
             emit(Check {

@@ -16,7 +16,7 @@ pub const OVERRIDE_ENV: &str = "OPENCODE_REMOTE_STUB";
 /// `<version> <cksum> <size>` of the embedded stub, computed by `build.rs`.
 static EMBEDDED_IDENTITY: &str = env!("OPENCODE_REMOTE_EMBEDDED_STUB_ID");
 
-pub use crate::cksum::cksum;
+pub use super::cksum::cksum;
 
 /// A stub binary ready to upload.
 #[derive(Debug, Clone)]

@@ -12,10 +12,10 @@ use protocol::api::Health;
 use protocol::handshake::{Hello, Welcome};
 use tokio::sync::oneshot;
 
-use crate::bootstrap::{self, BootstrapError, Installed};
+use crate::bridge::transport::{self, Launch, RemoteHandle, StartError};
+use crate::install::stubs;
+use crate::install::{self, BootstrapError, Installed};
 use crate::ssh::{self, Connection, SshError, Target};
-use crate::stubs;
-use crate::transport::{self, Launch, RemoteHandle, StartError};
 
 /// Error type of request bodies sent to the stub.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -164,7 +164,7 @@ impl Connector {
             // (disk trouble, someone edited it): when it no longer runs `--version`, treat it
             // as missing and install it again; any other failure is reported as it is.
             Err(StartError::Exited(reason)) => {
-                let probe = bootstrap::probe(&connection, &self.root).await?;
+                let probe = install::probe(&connection, &self.root).await?;
                 if !identities.contains(&probe.installed) || !probe.installed_version.is_empty() {
                     return Err(StartError::Exited(reason).into());
                 }
@@ -184,10 +184,9 @@ impl Connector {
                 probe.arch,
                 probe.kernel
             ));
-            let mut report = bootstrap::upload_reporter(&mut *progress);
+            let mut report = install::upload_reporter(&mut *progress);
             installed =
-                bootstrap::install(&connection, &self.root, probe, &stub, false, &mut report)
-                    .await?;
+                install::install(&connection, &self.root, probe, &stub, false, &mut report).await?;
             launched = transport::launch(
                 &connection,
                 &self.root,
@@ -257,7 +256,7 @@ impl Connector {
         &self,
         force: bool,
         progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(bootstrap::Probe, Installed, String), ConnectError> {
+    ) -> Result<(install::Probe, Installed, String), ConnectError> {
         progress(&format!(
             "connecting to {}@{}:{}",
             self.target.user, self.target.host, self.target.port
@@ -267,23 +266,23 @@ impl Connector {
             "host key {} verified; probing the host",
             connection.fingerprint
         ));
-        let probe = bootstrap::probe(&connection, &self.root).await?;
+        let probe = install::probe(&connection, &self.root).await?;
         let stub = stubs::for_arch(&probe.arch).map_err(BootstrapError::from)?;
-        if !bootstrap::is_current(&probe, &stub) || force {
+        if !install::is_current(&probe, &stub) || force {
             progress(&format!(
                 "uploading opencode-remote-stub ({} bytes) to {}/bin",
                 stub.bytes.len(),
                 self.root
             ));
         }
-        let mut report = bootstrap::upload_reporter(&mut *progress);
+        let mut report = install::upload_reporter(&mut *progress);
         let installed =
-            bootstrap::install(&connection, &self.root, &probe, &stub, force, &mut report).await?;
+            install::install(&connection, &self.root, &probe, &stub, force, &mut report).await?;
         let version = connection
             .run(
                 &format!(
                     "exec {} --version",
-                    crate::quote::sh(&format!(
+                    crate::ssh::quote::sh(&format!(
                         "{}/bin/opencode-remote-stub",
                         expand_root(&self.root, &probe.home)
                     ))

@@ -42,7 +42,7 @@ use russh::keys::{
 };
 use sha1::Sha1;
 
-use crate::ssh_config::{ListMatch, match_pattern_list};
+use crate::ssh::ssh_config::{ListMatch, match_pattern_list};
 
 /// Base64 that accepts both padded and unpadded input.
 const BASE64: GeneralPurpose = GeneralPurpose::new(

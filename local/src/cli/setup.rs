@@ -13,11 +13,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bootstrap::{self, Installed, Probe};
-use crate::connector::Connector;
-use crate::quote;
+use crate::bridge::connector::Connector;
+use crate::install::stubs;
+use crate::install::{self, Installed, Probe};
+use crate::ssh::quote;
 use crate::ssh::{self, SshError, Target};
-use crate::stubs;
 
 /// What setup did.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub enum SetupError {
     Ssh(#[from] SshError),
     /// Installing failed.
     #[error(transparent)]
-    Bootstrap(#[from] bootstrap::BootstrapError),
+    Bootstrap(#[from] install::BootstrapError),
     /// Password-only host and nobody to type the password.
     #[error("{0}")]
     NeedsManualKey(String),
@@ -231,21 +231,21 @@ pub async fn run(
         key_installed = Some(key);
     }
     step("probing the host");
-    let probe = bootstrap::probe(&connection, &connector.root).await?;
+    let probe = install::probe(&connection, &connector.root).await?;
     step(&format!(
         "{} {} (kernel {}), home {}",
         probe.os, probe.arch, probe.kernel, probe.home
     ));
-    let stub = stubs::for_arch(&probe.arch).map_err(bootstrap::BootstrapError::from)?;
-    let mut report = bootstrap::upload_reporter(|line: &str| tracing::info!("{line}"));
-    if !bootstrap::is_current(&probe, &stub) {
+    let stub = stubs::for_arch(&probe.arch).map_err(install::BootstrapError::from)?;
+    let mut report = install::upload_reporter(|line: &str| tracing::info!("{line}"));
+    if !install::is_current(&probe, &stub) {
         step(&format!(
             "installing opencode-remote-stub ({} bytes) into {}/bin",
             stub.bytes.len(),
             connector.root
         ));
     }
-    let installed = bootstrap::install(
+    let installed = install::install(
         &connection,
         &connector.root,
         &probe,
@@ -256,7 +256,7 @@ pub async fn run(
     .await?;
     let stub_path = format!(
         "{}/bin/opencode-remote-stub",
-        crate::connector::expand_root(&connector.root, &probe.home)
+        crate::bridge::connector::expand_root(&connector.root, &probe.home)
     );
     let output = connection
         .run(&format!("exec {} --version", quote::sh(&stub_path)), None)

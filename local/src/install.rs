@@ -11,12 +11,15 @@
 //! also catches a `noexec` home), `chmod` and `mv` it into place (atomic), then write the stamp
 //! the same way.
 //!
-//! Every value interpolated into a remote command goes through [`crate::quote::sh`]; the
+//! Every value interpolated into a remote command goes through [`crate::ssh::quote::sh`]; the
 //! scripts themselves take their inputs as positional parameters (`sh -c SCRIPT sh ARGS…`).
 
-use crate::quote;
+pub mod cksum;
+pub mod stubs;
+
+use crate::ssh::quote;
 use crate::ssh::{Connection, SshError};
-use crate::stubs::{self, Stub};
+use stubs::Stub;
 
 /// Default install root on hosts.
 pub const DEFAULT_ROOT: &str = "~/.opencode-remote";

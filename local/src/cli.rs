@@ -1,0 +1,4 @@
+//! The subcommands of `opencode-remote`.
+
+pub mod doctor;
+pub mod setup;
