@@ -129,10 +129,6 @@ pub enum HostKeyChecking {
     Strict,
     /// Unknown keys are recorded and accepted; changed keys are refused.
     AcceptNew,
-    /// Unknown keys are shown to the person at the terminal, who may accept them (set-up
-    /// commands only; not configurable).
-    #[serde(skip)]
-    Ask,
 }
 
 /// Workspace defaults.

@@ -12,7 +12,7 @@ use local::bridge::connector::Connector;
 use local::bridge::{self, Secret};
 use local::config::provider::{self, ResolvedHost};
 use local::config::{self, HostKeyChecking};
-use local::ssh::{self, Tuning};
+use local::ssh::{self, HostKeyPolicy, Tuning};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -286,12 +286,19 @@ fn resolve(
     if let Some(secs) = tunnel.connect_timeout {
         tuning.connect_timeout = Duration::from_secs(secs.max(1));
     }
-    tuning.host_key_checking = if args.accept_new {
-        HostKeyChecking::AcceptNew
-    } else {
-        tunnel.host_key_checking.unwrap_or_default()
+    tuning.host_key_checking = match tunnel.host_key_checking {
+        _ if args.accept_new => HostKeyPolicy::AcceptNew,
+        Some(HostKeyChecking::AcceptNew) => HostKeyPolicy::AcceptNew,
+        Some(HostKeyChecking::Strict) | None => HostKeyPolicy::Strict,
     };
-    let target = ssh::target_for(&host, &home, &tuning)?;
+    let destination = ssh::Destination {
+        host: host.ssh_target().to_owned(),
+        user: host.ssh.user.clone(),
+        port: host.ssh.port,
+        identity_file: host.ssh.identity_file.clone(),
+        proxy_jump: host.ssh.proxy_jump.clone(),
+    };
+    let target = ssh::target_for(&destination, &home, &tuning)?;
     let root = options
         .as_ref()
         .and_then(|o| o.install_root.clone())
@@ -369,13 +376,13 @@ fn make_interactive(resolved: &mut Resolved, ask_host_key: bool) {
     let targets = std::iter::once(&mut resolved.connector.target);
     for target in targets {
         target.interactive = interactive;
-        if ask_host_key && target.host_key_checking == HostKeyChecking::Strict {
-            target.host_key_checking = HostKeyChecking::Ask;
+        if ask_host_key && target.host_key_checking == HostKeyPolicy::Strict {
+            target.host_key_checking = HostKeyPolicy::Ask;
         }
         for jump in &mut target.jumps {
             jump.interactive = interactive;
-            if ask_host_key && jump.host_key_checking == HostKeyChecking::Strict {
-                jump.host_key_checking = HostKeyChecking::Ask;
+            if ask_host_key && jump.host_key_checking == HostKeyPolicy::Strict {
+                jump.host_key_checking = HostKeyPolicy::Ask;
             }
         }
     }

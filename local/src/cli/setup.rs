@@ -54,21 +54,6 @@ pub enum SetupError {
     Key(String),
 }
 
-/// Where the dedicated key for `host` lives.
-pub fn key_path(home: &Path, host: &str) -> PathBuf {
-    let safe: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    home.join(".ssh").join(format!("opencode-remote-{safe}"))
-}
-
 /// Generates an ed25519 key pair at `path` (with `ssh-keygen`) unless it exists; returns the
 /// public key line.
 ///
@@ -173,7 +158,7 @@ pub async fn run(
             password_possible: true,
             ..
         }) if !target.interactive => {
-            let key = key_path(home, &target.host);
+            let key = ssh::dedicated_key_path(home, &target.host);
             let public = ensure_key(&key)?;
             return Err(SetupError::NeedsManualKey(manual_steps(
                 target, &key, &public,
@@ -193,7 +178,7 @@ pub async fn run(
         connection.auth_method.as_str(),
         "password" | "keyboard-interactive"
     ) {
-        let key = key_path(home, &target.host);
+        let key = ssh::dedicated_key_path(home, &target.host);
         let public = ensure_key(&key)?;
         step(&format!(
             "installing key {} for {}@{}",
