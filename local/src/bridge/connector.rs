@@ -144,7 +144,7 @@ impl Connector {
             self.target.user, self.target.host, self.target.port
         ));
         // Checksumming the stubs we carry overlaps with the SSH handshake.
-        let identities = tokio::task::spawn_blocking(identities);
+        let identities = tokio::task::spawn_blocking(stubs::identities);
         let connection = ssh::connect(&self.target).await?;
         let hello = self.hello(&connection.fingerprint);
         let identities = identities.await.unwrap_or_default();
@@ -246,78 +246,6 @@ impl Connector {
             connection,
         })
     }
-
-    /// Connects without launching: probe and install only (`opencode-remote install`).
-    ///
-    /// # Errors
-    ///
-    /// SSH or install failures.
-    pub async fn install(
-        &self,
-        force: bool,
-        progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<(install::Probe, Installed, String), ConnectError> {
-        progress(&format!(
-            "connecting to {}@{}:{}",
-            self.target.user, self.target.host, self.target.port
-        ));
-        let connection = ssh::connect(&self.target).await?;
-        progress(&format!(
-            "host key {} verified; probing the host",
-            connection.fingerprint
-        ));
-        let probe = install::probe(&connection, &self.root).await?;
-        let stub = stubs::for_arch(&probe.arch).map_err(BootstrapError::from)?;
-        if !install::is_current(&probe, &stub) || force {
-            progress(&format!(
-                "uploading opencode-remote-stub ({} bytes) to {}/bin",
-                stub.bytes.len(),
-                self.root
-            ));
-        }
-        let mut report = install::upload_reporter(&mut *progress);
-        let installed =
-            install::install(&connection, &self.root, &probe, &stub, force, &mut report).await?;
-        let version = connection
-            .run(
-                &format!(
-                    "exec {} --version",
-                    crate::ssh::quote::sh(&format!(
-                        "{}/bin/opencode-remote-stub",
-                        expand_root(&self.root, &probe.home)
-                    ))
-                ),
-                None,
-            )
-            .await
-            .map(|out| {
-                tracing::debug!(status = ?out.status, stderr = %String::from_utf8_lossy(&out.stderr), "stub --version");
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            })
-            .unwrap_or_else(|err| {
-                tracing::warn!("cannot run the installed stub: {err}");
-                String::new()
-            });
-        connection.close().await;
-        Ok((probe, installed, version))
-    }
-}
-
-/// Expands a leading `~` of an install root with the remote home.
-pub fn expand_root(root: &str, home: &str) -> String {
-    match root.strip_prefix('~') {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
-        _ => root.to_owned(),
-    }
-}
-
-/// Identities of every stub build this binary could have installed (one per architecture).
-fn identities() -> Vec<String> {
-    ["x86_64", "aarch64"]
-        .iter()
-        .filter_map(|arch| stubs::for_arch(arch).ok())
-        .map(|s| s.identity)
-        .collect()
 }
 
 /// `GET /global/health` on a connected stub.

@@ -5,7 +5,13 @@
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
+use anyhow::bail;
+
+use super::{HostArgs, home, make_interactive, resolve};
 use crate::bridge::connector::{self, Connector};
+use crate::config;
 use crate::install;
 use crate::install::stubs;
 use crate::ssh::quote;
@@ -67,7 +73,7 @@ impl std::fmt::Display for Check {
 /// Runs every check against `connector`'s host, calling `report` as each one finishes.
 /// `again` is the host arguments as the user typed them, repeated in suggested commands.
 /// Returns `true` when every check ran and none failed (warnings pass).
-pub async fn run(
+pub async fn check(
     connector: &Connector,
     config_line: Option<String>,
     again: &str,
@@ -530,5 +536,57 @@ fn innermost(err: &SshError) -> &SshError {
     match err {
         SshError::Jump { source, .. } => innermost(source),
         other => other,
+    }
+}
+
+/// Runs `doctor`: one line per check on stdout, with the fix for each failure.
+///
+/// # Errors
+///
+/// When a check failed or could not run.
+pub async fn run(args: HostArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let fail = |name: &'static str, detail: String, fix: &str| Check {
+        name,
+        status: Status::Fail,
+        detail,
+        fix: Some(fix.to_owned()),
+        elapsed: Duration::ZERO,
+    };
+    // Configuration problems are checks too: shown with a fix, not as a bare error.
+    let config_line = match (&args.destination, &args.config) {
+        (Some(_), _) => None,
+        (None, explicit) => match config::load(explicit.as_deref(), &home()?) {
+            Ok(loaded) => Some(format!(
+                "{} is valid (providers: {})",
+                loaded.source,
+                loaded.options.provider_names().join(", ")
+            )),
+            Err(err) => {
+                let fix = "fix the file as the message says (`opencode-remote config list` shows what is there), or create one with `opencode-remote config init`";
+                writeln!(out, "{}", fail("config", err.to_string(), fix))?;
+                bail!("some checks failed (see the fixes above)");
+            }
+        },
+    };
+    let mut resolved = match resolve(&args, "", "", None) {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            let fix = "use a provider and host (or alias) from the list above, or add the host with `opencode-remote config add`";
+            writeln!(out, "{}", fail("host", format!("{err:#}"), fix))?;
+            bail!("some checks failed (see the fixes above)");
+        }
+    };
+    make_interactive(&mut resolved, false);
+    let again = args.command_line();
+    let ok = check(&resolved.connector, config_line, &again, &mut |check| {
+        let _ignored = writeln!(out, "{check}");
+    })
+    .await;
+    if ok {
+        writeln!(std::io::stdout(), "All checks passed.")?;
+        Ok(())
+    } else {
+        bail!("some checks failed or could not run (see the fixes above)")
     }
 }

@@ -13,6 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::io::Write;
+
+use super::{HostArgs, home, make_interactive, resolve};
 use crate::bridge::connector::Connector;
 use crate::install::stubs;
 use crate::install::{self, Installed, Probe};
@@ -135,12 +138,12 @@ pub fn manual_steps(target: &Target, key: &Path, public: &str) -> String {
     )
 }
 
-/// Runs setup. `step` receives one human-readable line per step.
+/// Prepares the host. `step` receives one human-readable line per step.
 ///
 /// # Errors
 ///
 /// See [`SetupError`]; every message says what to do.
-pub async fn run(
+pub async fn prepare(
     connector: &Connector,
     home: &Path,
     step: &mut (dyn FnMut(&str) + Send),
@@ -241,12 +244,9 @@ pub async fn run(
     .await?;
     let stub_path = format!(
         "{}/bin/opencode-remote-stub",
-        crate::bridge::connector::expand_root(&connector.root, &probe.home)
+        install::expand_root(&connector.root, &probe.home)
     );
-    let output = connection
-        .run(&format!("exec {} --version", quote::sh(&stub_path)), None)
-        .await?;
-    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let version = install::version(&connection, &connector.root, &probe).await?;
     step(&format!("{stub_path} --version: {version}"));
     let fingerprint = connection.fingerprint.clone();
     let auth_method = if first_login == connection.auth_method {
@@ -263,4 +263,76 @@ pub async fn run(
         auth_method,
         fingerprint,
     })
+}
+
+/// Runs `setup` for a person at a terminal: steps on stderr, a summary and how to test the
+/// stub by hand on stdout.
+///
+/// # Errors
+///
+/// See [`SetupError`]; every message says what to do.
+pub async fn run(args: HostArgs) -> anyhow::Result<()> {
+    let mut resolved = resolve(&args, "", "", None)?;
+    make_interactive(&mut resolved, true);
+    let home = home()?;
+    let mut step = |line: &str| {
+        let _ignored = writeln!(std::io::stderr(), "==> {line}");
+    };
+    let outcome = prepare(&resolved.connector, &home, &mut step).await?;
+    let target = &resolved.connector.target;
+    let what = outcome.installed.to_string();
+    let ssh_port = if target.port == 22 {
+        String::new()
+    } else {
+        format!("-p {} ", target.port)
+    };
+    let root = install::expand_root(&resolved.connector.root, &outcome.probe.home);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Host {}@{}:{} ({} {}, kernel {})",
+        target.user,
+        target.host,
+        target.port,
+        outcome.probe.os,
+        outcome.probe.arch,
+        outcome.probe.kernel
+    )?;
+    writeln!(out, "  host key   {}", outcome.fingerprint)?;
+    writeln!(out, "  login      {}", outcome.auth_method)?;
+    if let Some(key) = &outcome.key_installed {
+        writeln!(
+            out,
+            "  new key    {} (installed in ~/.ssh/authorized_keys on the host)",
+            key.display()
+        )?;
+        writeln!(
+            out,
+            "             record it: scripts/opencode-remote-cli.sh add <provider> {} {} {} {}",
+            target.host,
+            target.user,
+            target.port,
+            key.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "  stub       {root}/bin/opencode-remote-stub: {what}; {}",
+        outcome.version
+    )?;
+    writeln!(
+        out,
+        "Nothing was started on the host: OpenCode starts the stub per connection."
+    )?;
+    writeln!(out, "Test it by hand:")?;
+    writeln!(
+        out,
+        "  socat TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr EXEC:\"ssh {ssh_port}{}@{} {root}/bin/opencode-remote-stub --stdio\" &",
+        target.user, target.host
+    )?;
+    writeln!(
+        out,
+        "  curl --http2-prior-knowledge http://127.0.0.1:9000/global/health"
+    )?;
+    Ok(())
 }

@@ -180,6 +180,15 @@ impl Stub {
     }
 }
 
+/// Identities of every stub build this binary could install (one per architecture we ship).
+pub fn identities() -> Vec<String> {
+    ["x86_64", "aarch64"]
+        .iter()
+        .filter_map(|arch| for_arch(arch).ok())
+        .map(|s| s.identity)
+        .collect()
+}
+
 /// The install stamp of a stub build: `<version> <cksum> <size>`.
 pub fn identity(bytes: &[u8]) -> String {
     format!(
