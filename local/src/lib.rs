@@ -21,5 +21,6 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod fsutil;
 pub mod install;
 pub mod ssh;

@@ -1,5 +1,5 @@
-//! The `config` subcommands (`init`, `add`, `remove`, `list`, `path`): they manage the
-//! package-based `opencode-remote-provider` entry of the user's OpenCode config.
+//! Editing the package-based `opencode-remote-provider` entry of the user's OpenCode config, for
+//! the `config` subcommands (`init`, `add`, `remove`, `list`; see [`crate::cli::config`]).
 //!
 //! OpenCode configs are JSONC and edited by hand, so an edit keeps every byte outside the part it
 //! changes. The file is parsed into jsonc-parser's lossless CST, only nodes of our plugin entry
@@ -9,10 +9,11 @@
 //! and trailing-comma habit, because the CST lays out nested values with wrong indentation next
 //! to compact ancestors such as `["opencode-remote-provider", {`.
 //!
-//! Every result is read back with the loader the bridge uses ([`config`]) before it replaces the
-//! file. A change first saves `<file>.bak.<YYYYmmdd-HHMMSS>` next to the file (same mode), then
-//! writes a temporary file in the same directory, fsyncs it, renames it over the config and
-//! fsyncs the directory: a failure at any point leaves the config as it was.
+//! Every result is read back with the loader the bridge uses ([`crate::config`]) before it
+//! replaces the file. A change first saves `<file>.bak.<YYYYmmdd-HHMMSS>` next to the file (same
+//! mode), then goes through [`crate::fsutil`] (temporary file, fsync, rename, fsync of the
+//! directory), refusing to replace a file that changed since it was read: a failure at any point
+//! leaves the config as it was.
 //!
 //! Path-based registrations (`/…/local/plugin`, `file://…`) are read-only here: `list` shows
 //! them, the other commands refuse and say what to do instead.
@@ -22,12 +23,13 @@ mod text;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{ConfigError, PLUGIN_PACKAGE};
+use crate::fsutil::{self, Staged};
 use text::check_result;
 pub use text::{InitText, NewHost, Removed, add_host, init_text, list, new_config, remove_host};
 
@@ -430,16 +432,6 @@ fn timestamp(now: SystemTime) -> String {
     )
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    path.parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
-fn file_name(path: &Path) -> &OsStr {
-    path.file_name().unwrap_or(OsStr::new("config"))
-}
-
 /// Saves `contents` as `<file>.bak.<stamp>` (`.N` added when taken) with the file's mode.
 fn write_backup(
     real: &Path,
@@ -448,18 +440,22 @@ fn write_backup(
 ) -> Result<PathBuf, (PathBuf, io::Error)> {
     let stamp = timestamp(SystemTime::now());
     let mode = metadata.permissions().mode() & 0o7777;
-    let mut name = file_name(real).to_os_string();
+    let mut name = real
+        .file_name()
+        .unwrap_or(OsStr::new("config"))
+        .to_os_string();
     name.push(format!(".bak.{stamp}"));
-    let first = parent_dir(real).join(&name);
+    let dir = fsutil::parent_dir(real);
+    let first = dir.join(&name);
     for attempt in 0u32..1000 {
         let candidate = if attempt == 0 {
             first.clone()
         } else {
             let mut numbered = name.clone();
             numbered.push(format!(".{attempt}"));
-            parent_dir(real).join(numbered)
+            dir.join(numbered)
         };
-        match write_new(&candidate, contents, mode, None) {
+        match fsutil::write_new(&candidate, contents, mode, None) {
             Ok(()) => return Ok(candidate),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(err) => return Err((candidate, err)),
@@ -469,69 +465,6 @@ fn write_backup(
         first,
         io::Error::new(io::ErrorKind::AlreadyExists, "1000 backups in one second"),
     ))
-}
-
-/// Creates `path` (which must not exist) with `contents`, `mode` and optionally an owner, and
-/// syncs it; removes it again on failure.
-fn write_new(path: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    let written = (|| {
-        // The umask may have narrowed the mode given to open().
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            let created = file.metadata()?;
-            if (created.uid(), created.gid()) != (uid, gid) {
-                // Keep the owner when root edits someone else's config; as a normal user this
-                // can only fail, and then the file is ours, as with any editor.
-                if let Err(err) = std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
-                    tracing::debug!("cannot keep the owner of {}: {err}", path.display());
-                }
-            }
-        }
-        file.write_all(contents)?;
-        file.sync_all()
-    })();
-    if written.is_err() {
-        // Best effort: the error being returned is the one that matters.
-        let _ignored = fs::remove_file(path);
-    }
-    written
-}
-
-/// Writes `contents` to a new temporary file next to `real`.
-fn write_temp(
-    real: &Path,
-    contents: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> io::Result<PathBuf> {
-    let pid = std::process::id();
-    for attempt in 0u32..100 {
-        let mut name = OsString::from(".");
-        name.push(file_name(real));
-        name.push(format!(".{pid}.{attempt}.tmp"));
-        let temp = parent_dir(real).join(name);
-        match write_new(&temp, contents, mode, owner) {
-            Ok(()) => return Ok(temp),
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free temporary file name",
-    ))
-}
-
-fn sync_dir(dir: &Path) {
-    if let Err(err) = fs::File::open(dir).and_then(|dir| dir.sync_all()) {
-        // The rename is done; only its durability across a crash is in question.
-        tracing::warn!("cannot sync directory {}: {err}", dir.display());
-    }
 }
 
 /// Replaces `real` with `contents` atomically, unless it no longer holds `original`.
@@ -547,31 +480,24 @@ fn replace(
         source,
     };
     let mode = metadata.permissions().mode() & 0o7777;
-    let temp = write_temp(real, contents, mode, Some((metadata.uid(), metadata.gid())))
+    let staged = Staged::write(real, contents, mode, Some((metadata.uid(), metadata.gid())))
         .map_err(write_error)?;
-    let result = match fs::read(real) {
+    match fs::read(real) {
         Ok(current) if current != original => Err(EditError::Concurrent {
             path: shown.to_owned(),
         }),
-        Ok(_) => fs::rename(&temp, real).map_err(write_error),
+        Ok(_) => staged.replace(real).map_err(write_error),
         Err(source) => Err(EditError::Read {
             path: shown.to_owned(),
             source,
         }),
-    };
-    if result.is_err() {
-        // Best effort: the error being returned is the one that matters.
-        let _ignored = fs::remove_file(&temp);
-        return result;
     }
-    sync_dir(parent_dir(real));
-    Ok(())
 }
 
 /// Creates `path` with `contents` (mode 0600, directories 0700), never replacing a file that
 /// appeared meanwhile.
 fn create(path: &Path, contents: &[u8]) -> Result<(), EditError> {
-    let dir = parent_dir(path);
+    let dir = fsutil::parent_dir(path);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -584,23 +510,13 @@ fn create(path: &Path, contents: &[u8]) -> Result<(), EditError> {
         path: path.to_owned(),
         source,
     };
-    let temp = write_temp(path, contents, 0o600, None).map_err(write_error)?;
-    // A hard link fails when the name exists, unlike rename.
-    let linked = match fs::hard_link(&temp, path) {
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Err(EditError::Concurrent {
+    let staged = Staged::write(path, contents, 0o600, None).map_err(write_error)?;
+    staged.create(path).map_err(|err| match err.kind() {
+        io::ErrorKind::AlreadyExists => EditError::Concurrent {
             path: path.to_owned(),
-        }),
-        // Filesystems without hard links.
-        Err(_) => fs::rename(&temp, path).map_err(write_error),
-        Ok(()) => Ok(()),
-    };
-    if temp.exists() {
-        // The link (or nothing) carries the contents now; the temporary name is not needed.
-        let _ignored = fs::remove_file(&temp);
-    }
-    linked?;
-    sync_dir(dir);
-    Ok(())
+        },
+        _ => write_error(err),
+    })
 }
 
 #[cfg(test)]

@@ -24,9 +24,8 @@
 //! an error naming it. The `CheckHostIP` address lookup is not performed.
 
 use std::{
-    fs,
-    io::{self, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    fs, io,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -42,6 +41,7 @@ use russh::keys::{
 };
 use sha1::Sha1;
 
+use crate::fsutil;
 use crate::ssh::ssh_config::{ListMatch, match_pattern_list};
 
 /// Base64 that accepts both padded and unpadded input.
@@ -547,22 +547,19 @@ fn write_entry(file: &Path, hosts_field: &str, key: &PublicKey) -> Result<usize,
             });
         }
     };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Some(file_name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    if target.file_name().is_none() {
         return Err(KnownHostsError::Write {
             path: target.clone(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
         });
-    };
+    }
+    let dir = fsutil::parent_dir(&target);
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&dir)
-            .map_err(write_err(&dir))?;
+            .create(dir)
+            .map_err(write_err(dir))?;
     }
 
     let (mut content, mode) = match fs::read(&target) {
@@ -591,46 +588,8 @@ fn write_entry(file: &Path, hosts_field: &str, key: &PublicKey) -> Result<usize,
     let line = content.iter().filter(|b| **b == b'\n').count() + 1;
     content.extend_from_slice(format!("{hosts_field} {encoded}\n").as_bytes());
 
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|source| KnownHostsError::Write {
-        path: dir.clone(),
-        source: io::Error::other(source.to_string()),
-    })?;
-    let temp = dir.join(format!(
-        ".{file_name}.{}.{:016x}.tmp",
-        std::process::id(),
-        u64::from_ne_bytes(suffix)
-    ));
-    let result = write_and_rename(&temp, &target, &content, mode);
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    // Make the rename itself durable.
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(write_err(&dir))?;
+    fsutil::write_atomic(&target, &content, mode).map_err(write_err(&target))?;
     Ok(line)
-}
-
-fn write_and_rename(
-    temp: &Path,
-    target: &Path,
-    content: &[u8],
-    mode: u32,
-) -> Result<(), KnownHostsError> {
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)
-        .map_err(write_err(temp))?;
-    out.write_all(content).map_err(write_err(temp))?;
-    out.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(write_err(temp))?;
-    out.sync_all().map_err(write_err(temp))?;
-    drop(out);
-    fs::rename(temp, target).map_err(write_err(target))
 }
 
 #[cfg(test)]
