@@ -1,5 +1,5 @@
 //! Editing the package-based `opencode-remote-provider` entry of the user's OpenCode config, for
-//! the `config` subcommands (`init`, `add`, `remove`, `list`; see [`crate::cli::config`]).
+//! the `opencode-remote config` subcommands (`init`, `add`, `remove`, `list`).
 //!
 //! OpenCode configs are JSONC and edited by hand, so an edit keeps every byte outside the part it
 //! changes. The file is parsed into jsonc-parser's lossless CST, only nodes of our plugin entry
@@ -28,7 +28,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{ConfigError, PLUGIN_PACKAGE};
+use crate::config::{ConfigError, Options, PLUGIN_PACKAGE, Source};
 use crate::fsutil::{self, Staged};
 use text::check_result;
 pub use text::{InitText, NewHost, Removed, add_host, init_text, list, new_config, remove_host};
@@ -241,6 +241,11 @@ pub enum Init {
         /// Its specifier.
         spec: String,
     },
+}
+
+/// The options in a parsed config value, as the bridge reads them.
+fn options_from_value(value: serde_json::Value, path: &Path) -> Result<Options, ConfigError> {
+    crate::config::from_value(value, &Source::OpenCodeConfig(path.to_owned()))
 }
 
 /// The config file the commands use: `$CONFIG_FILE`, else `$OPENCODE_CONFIG` (the file OpenCode

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use expand::finish;
-use parser::{Parser, Raw};
+use parser::Parser;
 pub(crate) use pattern::{ListMatch, match_pattern_list};
 
 /// Maximum nesting of `Include` directives, as in OpenSSH.
@@ -239,6 +239,43 @@ pub enum SshConfigError {
         /// Why it is invalid.
         reason: String,
     },
+}
+
+/// A value together with where it came from, for errors at expansion time.
+#[derive(Debug, Clone)]
+struct Located {
+    value: String,
+    path: PathBuf,
+    line: usize,
+    keyword: String,
+}
+
+#[derive(Debug)]
+enum Proxy {
+    Jump(Option<String>),
+    Command(Option<String>),
+}
+
+/// Values as obtained from the files, before token expansion.
+#[derive(Debug, Default)]
+struct Raw {
+    hostname: Option<Located>,
+    user: Option<String>,
+    port: Option<u16>,
+    identity_files: Vec<Located>,
+    certificate_files: Vec<Located>,
+    identities_only: Option<bool>,
+    proxy: Option<Proxy>,
+    user_known_hosts: Option<Vec<Located>>,
+    global_known_hosts: Option<Vec<Located>>,
+    strict_host_key_checking: Option<StrictHostKeyChecking>,
+    hash_known_hosts: Option<bool>,
+    host_key_alias: Option<String>,
+    connect_timeout: Option<Duration>,
+    server_alive_interval: Option<Duration>,
+    server_alive_count_max: Option<u32>,
+    identity_agent: Option<Located>,
+    warnings: Vec<ConfigWarning>,
 }
 
 /// Resolves the settings for `host` (the name given on the command line) from

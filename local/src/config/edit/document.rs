@@ -10,8 +10,7 @@ use jsonc_parser::cst::{
     CstRootNode, CstStringLit,
 };
 
-use super::EditError;
-use super::text::options_from_value;
+use super::{EditError, options_from_value};
 use crate::config::{self, ConfigError, Options};
 
 /// A parsed config: the CST (which must outlive every node taken from it) and its style.

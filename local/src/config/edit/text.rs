@@ -6,8 +6,8 @@ use std::path::Path;
 use jsonc_parser::cst::CstInputValue;
 
 use super::document::{Document, Insertion, Style, Target, render};
-use super::{DEFAULT_PROVIDER, EditError, SCHEMA};
-use crate::config::{self, ConfigError, Host, Options, PLUGIN_PACKAGE, Source, Ssh};
+use super::{DEFAULT_PROVIDER, EditError, SCHEMA, options_from_value};
+use crate::config::{self, Host, Options, PLUGIN_PACKAGE, Ssh};
 
 /// A host for [`add`](super::add).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -463,13 +463,6 @@ pub(super) fn check_result(text: &str, path: &Path) -> Result<Options, EditError
         what: "the plugin entry is missing from the result".into(),
     })?;
     options_from_value(options, path).map_err(broken)
-}
-
-pub(super) fn options_from_value(
-    value: serde_json::Value,
-    path: &Path,
-) -> Result<Options, ConfigError> {
-    crate::config::from_value(value, &Source::OpenCodeConfig(path.to_owned()))
 }
 
 #[cfg(test)]

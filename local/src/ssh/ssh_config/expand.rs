@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::parser::{Located, Proxy, Raw};
 use super::{
-    Context, DEFAULT_GLOBAL_KNOWN_HOSTS, DEFAULT_USER_KNOWN_HOSTS, HostSettings, SshConfigError,
+    Context, DEFAULT_GLOBAL_KNOWN_HOSTS, DEFAULT_USER_KNOWN_HOSTS, HostSettings, Located, Proxy,
+    Raw, SshConfigError,
 };
 
 /// Expands a leading `~` or `~/` to `home`; anything else is returned as is.

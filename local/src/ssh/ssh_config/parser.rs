@@ -2,53 +2,15 @@
 //! first value obtained for each option.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use std::{fs, io};
 
 use super::expand::{expand_hostname, expand_tilde};
 use super::lex::{parse_time, read_config, split_args, split_keyword};
 use super::pattern::{ListMatch, match_pattern_list, wildcard_match};
 use super::{
-    ConfigWarning, Context, GLOBAL_CONFIG_DIR, Level, MAX_INCLUDE_DEPTH, SshConfigError,
-    StrictHostKeyChecking, parse_jump_spec, parse_port,
+    ConfigWarning, Context, GLOBAL_CONFIG_DIR, Level, Located, MAX_INCLUDE_DEPTH, Proxy, Raw,
+    SshConfigError, StrictHostKeyChecking, parse_jump_spec, parse_port,
 };
-
-/// A value together with where it came from, for errors at expansion time.
-#[derive(Debug, Clone)]
-pub(super) struct Located {
-    pub(super) value: String,
-    pub(super) path: PathBuf,
-    pub(super) line: usize,
-    pub(super) keyword: String,
-}
-
-#[derive(Debug)]
-pub(super) enum Proxy {
-    Jump(Option<String>),
-    Command(Option<String>),
-}
-
-/// Values as obtained from the files, before token expansion.
-#[derive(Debug, Default)]
-pub(super) struct Raw {
-    pub(super) hostname: Option<Located>,
-    pub(super) user: Option<String>,
-    pub(super) port: Option<u16>,
-    pub(super) identity_files: Vec<Located>,
-    pub(super) certificate_files: Vec<Located>,
-    pub(super) identities_only: Option<bool>,
-    pub(super) proxy: Option<Proxy>,
-    pub(super) user_known_hosts: Option<Vec<Located>>,
-    pub(super) global_known_hosts: Option<Vec<Located>>,
-    pub(super) strict_host_key_checking: Option<StrictHostKeyChecking>,
-    pub(super) hash_known_hosts: Option<bool>,
-    pub(super) host_key_alias: Option<String>,
-    pub(super) connect_timeout: Option<Duration>,
-    pub(super) server_alive_interval: Option<Duration>,
-    pub(super) server_alive_count_max: Option<u32>,
-    pub(super) identity_agent: Option<Located>,
-    pub(super) warnings: Vec<ConfigWarning>,
-}
 
 pub(super) struct Parser<'a> {
     pub(super) alias: &'a str,
