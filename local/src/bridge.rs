@@ -15,6 +15,9 @@
 //! - **Reconnects.** A supervisor keeps one upstream alive and reconnects with backoff when it
 //!   drops; the listener (and so the URL) stays the same. Requests arriving while it reconnects
 //!   wait briefly, then get 503 naming the last error.
+//! - **Links.** The supervisor gets its links through [`Connect`]: [`connector::Connector`]
+//!   (SSH, the exec channel, the handshake) in the product, an in-process HTTP/2 server in the
+//!   unit tests below, so the bridge's own logic is tested without sshd.
 //!
 //! Later, the stub will need to ask this side for outbound HTTP (LLM calls with credentials
 //! that stay on the laptop). The stub cannot open streams toward us (it is the h2 server), so
@@ -23,6 +26,8 @@
 //! this same connection; nothing here assumes the request path only flows one way.
 
 pub mod connector;
+#[cfg(test)]
+mod mock;
 mod opencode;
 mod reconnect;
 mod secret;
@@ -45,9 +50,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use connector::{Body, BoxError, Connector, Upstream};
+use connector::{Body, BoxError};
 use opencode::USER_LEVEL;
 pub use opencode::{LocalOpenCode, StdioCalls};
+pub use reconnect::{Connect, Link};
 use reconnect::{State, supervise};
 pub use secret::Secret;
 
@@ -68,11 +74,11 @@ struct Inner {
 
 /// Options of a bridge.
 #[derive(Debug)]
-pub struct Options {
+pub struct Options<C> {
     /// The secret path prefix.
     pub secret: Secret,
-    /// How to (re)connect.
-    pub connector: Connector,
+    /// How to (re)connect: a [`connector::Connector`] outside tests.
+    pub connector: C,
     /// The local OpenCode server, when known.
     pub local: Option<LocalOpenCode>,
     /// How long requests wait for a reconnect before 503.
@@ -81,15 +87,15 @@ pub struct Options {
 
 /// Starts the supervisor (with an already connected upstream, or connecting in the background
 /// when `first` is `None`) and serves `listener` until `shutdown` is cancelled.
-pub async fn run(
+pub async fn run<C: Connect>(
     listener: TcpListener,
-    options: Options,
-    first: Option<Upstream>,
+    options: Options<C>,
+    first: Option<Link>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
     let initial = match &first {
-        Some(upstream) => State::Up(upstream.sender.clone()),
+        Some(link) => State::Up(link.sender.clone()),
         None => State::Connecting {
             attempt: 1,
             last_error: None,
@@ -318,7 +324,89 @@ impl Bridge {
 
 #[cfg(test)]
 mod tests {
+    use super::mock::Mock;
     use super::*;
+
+    /// A bridge on 127.0.0.1 in front of a [`Mock`] stub.
+    struct Running {
+        addr: SocketAddr,
+        prefix: String,
+        mock: Mock,
+        shutdown: CancellationToken,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.shutdown.cancel();
+        }
+    }
+
+    async fn start(wait_for_upstream: Duration) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let secret = Secret::generate().unwrap();
+        let prefix = format!("/{}", secret.expose());
+        let mock = Mock::default();
+        let shutdown = CancellationToken::new();
+        let options = Options {
+            secret,
+            connector: mock.clone(),
+            local: None,
+            wait_for_upstream,
+        };
+        tokio::spawn(run(listener, options, None, shutdown.clone()));
+        Running {
+            addr,
+            prefix,
+            mock,
+            shutdown,
+        }
+    }
+
+    /// One request on a new HTTP/1.1 connection; the status and the body.
+    async fn send(addr: SocketAddr, method: &str, path: &str, body: &'static str) -> (u16, String) {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, addr.to_string())
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn requests_should_reach_the_stub_without_the_secret_prefix() {
+        let bridge = start(Duration::from_secs(10)).await;
+        let path = format!("{}/session?directory=/tmp", bridge.prefix);
+        let (status, body) = send(bridge.addr, "POST", &path, "hello").await;
+        assert_eq!((status, body.as_str()), (200, "1 POST /session hello"));
+        let (status, _) = send(bridge.addr, "GET", "/session", "").await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_request_after_the_stub_was_killed_should_wait_for_the_reconnect() {
+        let bridge = start(Duration::from_secs(10)).await;
+        let health = format!("{}/global/health", bridge.prefix);
+        assert_eq!(send(bridge.addr, "GET", &health, "").await.0, 200);
+        for generation in 2..=6 {
+            bridge.mock.kill();
+            // Not sent before the stub died, so it must not fail: it waits for the new stub.
+            let path = format!("{}/session", bridge.prefix);
+            let (status, body) = send(bridge.addr, "POST", &path, "x").await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body, format!("{generation} POST /session x"));
+        }
+        assert_eq!(bridge.mock.generation(), 6);
+    }
 
     #[test]
     fn strip_hop_by_hop_should_remove_connection_listed_headers() {

@@ -12,7 +12,8 @@ use protocol::api::Health;
 use protocol::handshake::{Hello, Welcome};
 use tokio::sync::oneshot;
 
-use crate::bridge::transport::{self, Launch, RemoteHandle, StartError};
+use super::transport::{self, Launch, RemoteHandle, StartError};
+use super::{Connect, Link};
 use crate::install::stubs;
 use crate::install::{self, BootstrapError, Installed};
 use crate::ssh::{self, Connection, SshError, Target};
@@ -68,6 +69,27 @@ impl std::fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("welcome", &self.welcome)
             .finish()
+    }
+}
+
+impl Upstream {
+    /// What the bridge keeps of this upstream.
+    pub fn into_link(self) -> Link {
+        let connection = self.connection;
+        Link {
+            sender: self.sender,
+            closed: self.closed,
+            close: Box::pin(async move { connection.close().await }),
+        }
+    }
+}
+
+impl Connect for Connector {
+    async fn link(&self, progress: &mut (dyn FnMut(&str) + Send)) -> Result<Link, String> {
+        self.connect(progress)
+            .await
+            .map(Upstream::into_link)
+            .map_err(|err| format!("{err:#}"))
     }
 }
 

@@ -1,16 +1,48 @@
 //! Keeping one upstream alive: the supervisor reconnects with backoff when it drops, and
 //! requests wait for it (within a bound) instead of failing at once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 use hyper::client::conn::http2::SendRequest;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::connector::{Body, Connector, Upstream};
+use super::connector::Body;
 use super::error_response;
 use super::opencode::LocalOpenCode;
+
+/// How the bridge reaches a stub. [`Connector`](super::connector::Connector) is the real one
+/// (SSH, the exec channel, the handshake); tests use an in-process HTTP/2 server.
+pub trait Connect: Send + Sync + 'static {
+    /// Connects and returns a healthy link; the error is a one-line message for logs and 503s.
+    /// `progress` receives human-readable steps.
+    fn link(
+        &self,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> impl Future<Output = Result<Link, String>> + Send;
+}
+
+/// A live HTTP/2 connection to a stub, as the bridge uses it.
+pub struct Link {
+    /// HTTP/2 client; clone it per request.
+    pub sender: SendRequest<Body>,
+    /// Resolves with the reason when the connection ends.
+    pub closed: oneshot::Receiver<String>,
+    /// Ends the connection politely. Until it runs it keeps the connection alive (for SSH: the
+    /// session); dropping it instead ends the connection abruptly.
+    pub close: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("closed", &self.sender.is_closed())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Connection state published by the supervisor.
 #[derive(Clone)]
@@ -23,9 +55,11 @@ pub(super) enum State {
     Closed,
 }
 
-pub(super) async fn supervise(
-    connector: Connector,
-    first: Option<Upstream>,
+/// Keeps one link up until `shutdown`: publishes it in `state`, and when it drops, reconnects
+/// (at once after a long-lived connection, with backoff after a short one).
+pub(super) async fn supervise<C: Connect>(
+    connector: C,
+    first: Option<Link>,
     local: Option<LocalOpenCode>,
     state: watch::Sender<State>,
     shutdown: CancellationToken,
@@ -55,8 +89,9 @@ pub(super) async fn supervise(
                         }
                     }
                     let mut progress = |step: &str| tracing::info!(attempt, "{step}");
+                    let started = Instant::now();
                     let result = tokio::select! {
-                        result = connector.connect(&mut progress) => result,
+                        result = connector.link(&mut progress) => result,
                         () = shutdown.cancelled() => {
                             state.send_replace(State::Closed);
                             return;
@@ -64,12 +99,12 @@ pub(super) async fn supervise(
                     };
                     match result {
                         Ok(connected) => {
-                            tracing::info!(attempt, elapsed = ?connected.elapsed, "connected to the stub");
+                            tracing::info!(attempt, elapsed = ?started.elapsed(), "connected to the stub");
                             break connected;
                         }
                         Err(err) => {
-                            tracing::warn!(attempt, "connecting failed: {err:#}");
-                            last_error = Some(format!("{err:#}"));
+                            tracing::warn!(attempt, "connecting failed: {err}");
+                            last_error = Some(err);
                             delay = (delay * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
                         }
                     }
@@ -90,17 +125,17 @@ pub(super) async fn supervise(
             });
         }
         let connected_at = Instant::now();
-        let connection = current.connection;
+        let Link { closed, close, .. } = current;
         let reason = tokio::select! {
-            reason = current.closed => reason.unwrap_or_else(|_| "connection task ended".into()),
+            reason = closed => reason.unwrap_or_else(|_| "connection task ended".into()),
             () = shutdown.cancelled() => {
                 state.send_replace(State::Closed);
-                connection.close().await;
+                close.await;
                 return;
             }
         };
         tracing::warn!(%reason, "lost the stub; reconnecting");
-        connection.close().await;
+        close.await;
         // A connection that lived a while reconnects at once; a flapping one backs off.
         delay = if connected_at.elapsed() > Duration::from_secs(60) {
             Duration::ZERO

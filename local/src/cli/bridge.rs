@@ -9,6 +9,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::{HostArgs, progress, resolve};
+use crate::bridge::connector::Upstream;
 use crate::bridge::{self, Secret};
 use crate::config;
 use crate::install::Installed;
@@ -167,7 +168,13 @@ pub async fn run(args: BridgeArgs) -> anyhow::Result<()> {
         local,
         wait_for_upstream: Duration::from_secs(args.reconnect_wait),
     };
-    bridge::run(listener, options, upstream, shutdown).await?;
+    bridge::run(
+        listener,
+        options,
+        upstream.map(Upstream::into_link),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 
