@@ -924,3 +924,51 @@ fn a_frozen_stub_should_be_noticed_and_replaced_on_the_same_url() {
         bridge.stderr()
     );
 }
+
+#[test]
+fn a_request_right_after_the_stub_died_should_wait_for_the_reconnect() {
+    let sshd = require_sshd!();
+    let bridge = BridgeProcess::start(&sshd, &[]);
+    let prefix = bridge.prefix();
+    let mut stub = bridge.info["stub"]["pid"].as_u64().unwrap() as u32;
+    bridge_runtime().block_on(async {
+        let mut client = Client::connect(&bridge.authority()).await;
+        for round in 0..5 {
+            // The connection to the bridge is open and idle, as OpenCode's are.
+            let (status, _) = client.get(&format!("{prefix}/global/health")).await;
+            assert_eq!(status, 200, "round {round}");
+            let pid = rustix::process::Pid::from_raw(stub as i32).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+            // At once, before the bridge can have noticed: the GET usually goes out on the dead
+            // link (into sshd, never to the stub) and must be sent again on the next link
+            // instead of failing with 502; the POST after it then finds the new stub. (A POST
+            // caught like the GET gets 502 on purpose: the bridge cannot tell that it did not
+            // run, so it is not repeated; the bridge's unit tests cover that.)
+            for (method, path, body) in [
+                ("GET", "/global/health", &b""[..]),
+                ("POST", "/session", b"{}"),
+            ] {
+                let response = client
+                    .send(method, &format!("{prefix}{path}"), body, &[])
+                    .await;
+                let status = response.status().as_u16();
+                let body = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                assert_eq!(
+                    status,
+                    200,
+                    "round {round}, {method} {path}: {}\nbridge log:\n{}",
+                    String::from_utf8_lossy(&body),
+                    bridge.stderr()
+                );
+            }
+            let (_, body) = client.get(&format!("{prefix}/global/health")).await;
+            let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let new = health["stub"]["pid"].as_u64().unwrap() as u32;
+            assert_ne!(new, stub, "round {round}: the stub was not replaced");
+            stub = new;
+        }
+    });
+}

@@ -14,7 +14,9 @@
 //!   stream; after both sides upgrade, bytes are copied unchanged.
 //! - **Reconnects.** A supervisor keeps one upstream alive and reconnects with backoff when it
 //!   drops; the listener (and so the URL) stays the same. Requests arriving while it reconnects
-//!   wait briefly, then get 503 naming the last error.
+//!   wait briefly, then get 503 naming the last error. A request caught by a link that goes
+//!   away is sent again on the next link when it provably never left, or when it is a GET (or
+//!   another idempotent method) without a body; anything else gets 502 rather than running twice.
 //! - **Links.** The supervisor gets its links through [`Connect`]: [`connector::Connector`]
 //!   (SSH, the exec channel, the handshake) in the product, an in-process HTTP/2 server in the
 //!   unit tests below, so the bridge's own logic is tested without sshd.
@@ -54,7 +56,7 @@ use connector::{Body, BoxError};
 use opencode::USER_LEVEL;
 pub use opencode::{LocalOpenCode, StdioCalls};
 pub use reconnect::{Connect, Link};
-use reconnect::{State, supervise};
+use reconnect::{Replay, State, supervise};
 pub use secret::Secret;
 
 /// A running bridge.
@@ -95,7 +97,10 @@ pub async fn run<C: Connect>(
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
     let initial = match &first {
-        Some(link) => State::Up(link.sender.clone()),
+        Some(link) => State::Up {
+            generation: 1,
+            sender: link.sender.clone(),
+        },
         None => State::Connecting {
             attempt: 1,
             last_error: None,
@@ -295,29 +300,20 @@ impl Bridge {
         if websocket {
             return self.websocket(req, uri).await;
         }
-        let mut sender =
-            match reconnect::upstream(&self.inner.state, self.inner.wait_for_upstream).await {
-                Ok(sender) => sender,
-                Err(response) => return response,
-            };
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
         strip_hop_by_hop(req.headers_mut());
+        let replay = Replay::of(&req);
         let req = req.map(|body| body.map_err(|err| Box::new(err) as BoxError).boxed());
-        match sender.send_request(req).await {
+        let deadline = tokio::time::Instant::now() + self.inner.wait_for_upstream;
+        match reconnect::forward(&self.inner.state, deadline, req, replay).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 parts.version = http::Version::HTTP_11;
                 Response::from_parts(parts, body.map_err(|err| Box::new(err) as BoxError).boxed())
             }
-            Err(err) => {
-                tracing::warn!(%err, "forwarding failed");
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("the host did not answer: {err}"),
-                )
-            }
+            Err(response) => response,
         }
     }
 }
@@ -406,6 +402,26 @@ mod tests {
             assert_eq!(body, format!("{generation} POST /session x"));
         }
         assert_eq!(bridge.mock.generation(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_get_lost_with_the_stub_should_be_sent_again_but_a_post_should_not() {
+        let bridge = start(Duration::from_secs(10)).await;
+        let die = format!("{}/die", bridge.prefix);
+        // The first stub reads the GET and dies: a GET may be repeated, on the next stub.
+        let (status, body) = send(bridge.addr, "GET", &die, "").await;
+        assert_eq!((status, body.as_str()), (200, "2 GET /die "));
+
+        let bridge = start(Duration::from_secs(10)).await;
+        let die = format!("{}/die", bridge.prefix);
+        // A POST that reached a stub which then died may have had its effect: never twice.
+        let (status, body) = send(bridge.addr, "POST", &die, "x").await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("the host did not answer"), "{body}");
+        // The bridge itself carries on with the next stub.
+        let health = format!("{}/global/health", bridge.prefix);
+        let (status, body) = send(bridge.addr, "GET", &health, "").await;
+        assert_eq!((status, body.as_str()), (200, "2 GET /global/health "));
     }
 
     #[test]

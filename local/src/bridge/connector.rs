@@ -309,7 +309,7 @@ pub async fn health(sender: &mut SendRequest<Body>) -> Result<Health, String> {
 
 /// `err` and its sources, so "http2 error" says why (e.g. "keep-alive timed out" when the
 /// stub stopped answering PINGs).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

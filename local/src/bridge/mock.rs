@@ -1,7 +1,8 @@
 //! An in-process stand-in for the stub, for testing the bridge without sshd: each link is a
 //! fresh HTTP/2 server on a `tokio::io::duplex` pipe that answers every request with
 //! `<generation> <method> <path> <body>`, and [`Mock::kill`] ends the current one as a killed
-//! stub would (its end of the pipe closes).
+//! stub would (its end of the pipe closes). On the first link, `/die` reads the request and
+//! then dies without answering.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,10 +42,18 @@ impl Mock {
     }
 }
 
-async fn answer(generation: u32, request: Request<Incoming>) -> hyper::Result<Response<Body>> {
+async fn answer(
+    mock: Mock,
+    generation: u32,
+    request: Request<Incoming>,
+) -> hyper::Result<Response<Body>> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let body = request.into_body().collect().await?.to_bytes();
+    if generation == 1 && path == "/die" {
+        mock.kill();
+        std::future::pending::<()>().await;
+    }
     let text = format!(
         "{generation} {method} {path} {}",
         String::from_utf8_lossy(&body)
@@ -60,8 +69,11 @@ impl Connect for Mock {
     async fn link(&self, _progress: &mut (dyn FnMut(&str) + Send)) -> Result<Link, String> {
         let generation = self.0.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let (ours, theirs) = tokio::io::duplex(64 << 10);
+        let mock = self.clone();
         let server = tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| answer(generation, request));
+            let service = hyper::service::service_fn(move |request| {
+                answer(mock.clone(), generation, request)
+            });
             let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(theirs), service)
                 .await;

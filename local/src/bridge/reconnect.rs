@@ -5,12 +5,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use http::{Response, StatusCode};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::connector::Body;
+use super::connector::error_chain;
 use super::error_response;
 use super::opencode::LocalOpenCode;
 
@@ -51,7 +55,11 @@ pub(super) enum State {
         attempt: u32,
         last_error: Option<String>,
     },
-    Up(SendRequest<Body>),
+    /// Link number `generation` (counting from 1) is up.
+    Up {
+        generation: u64,
+        sender: SendRequest<Body>,
+    },
     Closed,
 }
 
@@ -70,6 +78,7 @@ pub(super) async fn supervise<C: Connect>(
     let mut upstream = first;
     let mut last_error: Option<String> = None;
     let mut delay = Duration::ZERO;
+    let mut generation = 0;
     loop {
         let current = match upstream.take() {
             Some(current) => current,
@@ -111,7 +120,11 @@ pub(super) async fn supervise<C: Connect>(
                 }
             }
         };
-        state.send_replace(State::Up(current.sender.clone()));
+        generation += 1;
+        state.send_replace(State::Up {
+            generation,
+            sender: current.sender.clone(),
+        });
         if std::mem::take(&mut nudge)
             && let Some(local) = &local
         {
@@ -151,25 +164,29 @@ pub(super) async fn supervise<C: Connect>(
 /// (plus one connect), well inside the 15 s users expect.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The current upstream, waiting up to `wait` for a (re)connect; a 503 response otherwise.
+/// The current link, waiting until `deadline` for a (re)connect; a 503 response otherwise.
+/// With `lost`, a link newer than that generation (which failed under a request).
 pub(super) async fn upstream(
     state: &watch::Receiver<State>,
-    wait: Duration,
-) -> Result<SendRequest<Body>, Response<Body>> {
+    deadline: tokio::time::Instant,
+    lost: Option<u64>,
+) -> Result<(u64, SendRequest<Body>), Response<Body>> {
     let mut state = state.clone();
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
     loop {
         let current = state.borrow_and_update().clone();
         match current {
-            State::Up(sender) if !sender.is_closed() => return Ok(sender),
+            State::Up { generation, sender }
+                if !sender.is_closed() && lost.is_none_or(|lost| generation > lost) =>
+            {
+                return Ok((generation, sender));
+            }
             State::Closed => {
                 return Err(error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the bridge is shutting down",
                 ));
             }
-            State::Up(_) | State::Connecting { .. } => {}
+            State::Up { .. } | State::Connecting { .. } => {}
         }
         tokio::select! {
             changed = state.changed() => {
@@ -177,7 +194,7 @@ pub(super) async fn upstream(
                     return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, "the bridge is shutting down"));
                 }
             }
-            () = &mut deadline => {
+            () = tokio::time::sleep_until(deadline) => {
                 let message = match &*state.borrow() {
                     State::Connecting { attempt, last_error } => format!(
                         "the host is unreachable; reconnecting (attempt {attempt}); last error: {}",
@@ -189,4 +206,105 @@ pub(super) async fn upstream(
             }
         }
     }
+}
+
+/// Sends `request` on the current link, waiting until `deadline` for one. When the link turns
+/// out to be gone, the request goes again on the next link if it provably never left (hyper
+/// hands it back), or if `replay` can rebuild it: a safe or idempotent method without a body,
+/// which RFC 9110 §9.2.2 allows to repeat after a connection failure. Anything else that may
+/// have reached the stub before it went away gets 502: it must not run twice.
+pub(super) async fn forward(
+    state: &watch::Receiver<State>,
+    deadline: tokio::time::Instant,
+    mut request: Request<Body>,
+    replay: Option<Replay>,
+) -> Result<Response<Incoming>, Response<Body>> {
+    let mut lost = None;
+    loop {
+        let (generation, mut sender) = upstream(state, deadline, lost).await?;
+        let mut failure = match sender.try_send_request(request).await {
+            Ok(response) => return Ok(response),
+            Err(failure) => failure,
+        };
+        let unsent = failure.take_message();
+        let error = failure.into_error();
+        let again = match (unsent, &replay) {
+            (Some(unsent), _) => unsent,
+            (None, Some(replay)) if link_lost(&error) => replay.request(),
+            (None, _) => {
+                tracing::warn!(err = %error_chain(&error), "forwarding failed");
+                return Err(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("the host did not answer: {}", error_chain(&error)),
+                ));
+            }
+        };
+        tracing::info!(
+            err = %error_chain(&error),
+            "the link to the stub went away under a request; sending it again on the next one"
+        );
+        request = again;
+        lost = Some(generation);
+    }
+}
+
+/// What it takes to send a request again: its head (the body is empty).
+#[derive(Debug, Clone)]
+pub(super) struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// A replay of `request` when repeating it is harmless: a safe or idempotent method
+    /// (RFC 9110 §9.2.2) and no body.
+    pub(super) fn of<B: hyper::body::Body>(request: &Request<B>) -> Option<Replay> {
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        (idempotent && request.body().is_end_stream()).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn request(&self) -> Request<Body> {
+        let mut request = Request::new(
+            http_body_util::Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = Version::HTTP_2;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Whether `error` means the whole link failed (closed, broken, timed out, or going away), as
+/// opposed to this one request being refused or malformed.
+fn link_lost(error: &hyper::Error) -> bool {
+    if error.is_canceled() || error.is_closed() || error.is_timeout() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.is_io() || h2.is_go_away();
+        }
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }

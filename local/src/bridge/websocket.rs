@@ -18,11 +18,6 @@ impl Bridge {
                 "websocket upgrade without Sec-WebSocket-Key",
             );
         };
-        let mut sender =
-            match reconnect::upstream(&self.inner.state, self.inner.wait_for_upstream).await {
-                Ok(sender) => sender,
-                Err(response) => return response,
-            };
         let client_upgrade = hyper::upgrade::on(&mut req);
         let mut forward = Request::builder()
             .method(Method::CONNECT)
@@ -50,15 +45,12 @@ impl Bridge {
         forward
             .extensions_mut()
             .insert(hyper::ext::Protocol::from_static("websocket"));
-        let mut response = match sender.send_request(forward).await {
-            Ok(response) => response,
-            Err(err) => {
-                return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("the host did not answer: {err}"),
-                );
-            }
-        };
+        let deadline = tokio::time::Instant::now() + self.inner.wait_for_upstream;
+        let mut response =
+            match reconnect::forward(&self.inner.state, deadline, forward, None).await {
+                Ok(response) => response,
+                Err(response) => return response,
+            };
         if response.status() != StatusCode::OK {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
