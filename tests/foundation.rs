@@ -972,3 +972,55 @@ fn a_request_right_after_the_stub_died_should_wait_for_the_reconnect() {
         }
     });
 }
+
+/// Sends a request line `GET <target>` with raw bytes on a new connection; the status code, or
+/// `None` when the bridge closes the connection without answering.
+fn raw_get_status(authority: &str, target: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = [
+        b"GET ".as_slice(),
+        target,
+        b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    ]
+    .concat();
+    stream.write_all(&head).unwrap();
+    let mut answer = Vec::new();
+    // A reset (the connection's task died) counts as no answer.
+    let _read = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[test]
+fn bad_paths_should_get_404_from_the_bridge_without_breaking_it() {
+    let sshd = require_sshd!();
+    let bridge = BridgeProcess::start(&sshd, &[]);
+    let prefix = bridge.prefix();
+    let near = &prefix[..prefix.len() - 1];
+    for target in [
+        // A multi-byte character across the end of the 64-character secret, or right after it.
+        format!("{near}é/global/health"),
+        format!("{prefix}é"),
+        format!("{prefix}%2Fglobal/health"),
+        format!("/%2F{}", &prefix[1..]),
+        format!("/{}", "é".repeat(4 << 10)),
+        format!("{prefix}{}", "x".repeat(8 << 10)),
+    ] {
+        assert_eq!(
+            raw_get_status(&bridge.authority(), target.as_bytes()),
+            Some(404),
+            "{target:.80}; bridge log:\n{}",
+            bridge.stderr()
+        );
+    }
+    assert!(!bridge.stderr().contains("panicked"), "{}", bridge.stderr());
+    bridge_runtime().block_on(async {
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (status, _) = client.get(&format!("{prefix}/global/health")).await;
+        assert_eq!(status, 200);
+    });
+}

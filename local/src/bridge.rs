@@ -388,6 +388,58 @@ mod tests {
         assert_eq!(status, 404);
     }
 
+    /// Writes `head` as the start of a request on a new connection; the status line's code
+    /// (`None` when the connection closes without an answer).
+    async fn raw_status(addr: SocketAddr, head: &[u8]) -> Option<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head).await.unwrap();
+        stream
+            .write_all(b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        // A connection reset (the bridge's task panicked) counts as no answer.
+        let _read = stream.read_to_end(&mut answer).await;
+        let line = String::from_utf8_lossy(&answer);
+        line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    }
+
+    #[tokio::test]
+    async fn bad_paths_should_get_404_and_leave_the_bridge_serving() {
+        let bridge = start(Duration::from_secs(10)).await;
+        let near = &bridge.prefix[..bridge.prefix.len() - 1];
+        let bad: Vec<(Vec<u8>, u16)> = vec![
+            (format!("GET {near}é/global/health").into_bytes(), 404),
+            (format!("GET {}é", bridge.prefix).into_bytes(), 404),
+            (
+                format!("GET {}%2Fglobal/health", bridge.prefix).into_bytes(),
+                404,
+            ),
+            (format!("GET /%2F{}", &bridge.prefix[1..]).into_bytes(), 404),
+            (format!("GET /%{}", &bridge.prefix[2..]).into_bytes(), 404),
+            (format!("GET /{}", "x".repeat(8 << 10)).into_bytes(), 404),
+            (
+                format!("GET {}{}", bridge.prefix, "x".repeat(8 << 10)).into_bytes(),
+                404,
+            ),
+            // Not UTF-8: hyper refuses the request line itself, before the bridge sees it.
+            ([b"GET ".as_slice(), near.as_bytes(), &[0xff]].concat(), 400),
+            ([b"GET ".as_slice(), near.as_bytes(), &[0xc3]].concat(), 400),
+        ];
+        for (head, expected) in &bad {
+            let status = raw_status(bridge.addr, head).await;
+            assert_eq!(
+                status,
+                Some(*expected),
+                "{:.80}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        let health = format!("{}/global/health", bridge.prefix);
+        assert_eq!(send(bridge.addr, "GET", &health, "").await.0, 200);
+    }
+
     #[tokio::test]
     async fn a_request_after_the_stub_was_killed_should_wait_for_the_reconnect() {
         let bridge = start(Duration::from_secs(10)).await;

@@ -39,6 +39,7 @@ impl Secret {
     }
 
     /// Strips `/<secret>` from `path`, in constant time with respect to the secret's content.
+    /// `None` for every other path, whatever bytes it holds.
     pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
         let expected = self.0.as_bytes();
         let bytes = path.as_bytes();
@@ -49,7 +50,9 @@ impl Secret {
                 .zip(expected)
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0);
-        let rest = &path[1 + expected.len()..];
+        // Not `&path[…]`: the byte after a would-be prefix can sit inside a multi-byte
+        // character (which also means the prefix did not match, as the secret is ASCII).
+        let rest = path.get(1 + expected.len()..)?;
         (same && (rest.is_empty() || rest.starts_with('/'))).then_some(rest)
     }
 }
@@ -72,6 +75,33 @@ mod tests {
         assert_eq!(secret.strip("/global/health"), None);
         assert_eq!(secret.strip(""), None);
         assert_eq!(secret.strip(&prefix[..20]), None);
+    }
+
+    #[test]
+    fn strip_should_refuse_any_bad_path_without_panicking() {
+        let secret = Secret::from_string("a".repeat(64)).unwrap();
+        let prefix = format!("/{}", "a".repeat(64));
+        let near = &prefix[..64];
+        let bad = [
+            // A multi-byte character across the end of the prefix, or right after it.
+            format!("{near}é/global/health"),
+            format!("{near}€"),
+            format!("{prefix}é"),
+            format!("/{}", "é".repeat(40)),
+            format!("{}é", &prefix[..1]),
+            // Percent-encoded slashes and prefixes are not the prefix.
+            format!("{prefix}%2Fglobal/health"),
+            format!("%2F{}", "a".repeat(64)),
+            format!("/{}%61", "a".repeat(63)),
+            // Overlong, and the secret without its slash.
+            format!("{prefix}{}", "x".repeat(1 << 16)),
+            "a".repeat(65),
+        ];
+        for path in &bad {
+            assert_eq!(secret.strip(path), None, "{path:.80}");
+        }
+        let long = format!("{prefix}/{}", "é".repeat(1 << 15));
+        assert_eq!(secret.strip(&long), Some(&long[65..]));
     }
 
     #[test]
