@@ -249,10 +249,12 @@ pub fn close_inherited_descriptors() {
         .filter(|&fd| fd > 2)
         .collect();
     for fd in fds {
+        // No safe API can do this: closing a descriptor one does not own is exactly what I/O
+        // safety rules out (rustix's `close` is an `unsafe fn` too), and these are owned by no
+        // Rust value.
         // SAFETY: nothing in this process uses these descriptors yet (this runs first thing in
-        // main); the read_dir handle above is already closed. EBADF for it is harmless.
-        unsafe {
-            libc::close(fd);
-        }
+        // main, before any thread or file exists); the read_dir handle above is already
+        // closed, and closing it again only fails with EBADF.
+        unsafe { rustix::io::close(fd) };
     }
 }

@@ -26,7 +26,10 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
 use crate::config::{ConfigError, Options, PLUGIN_PACKAGE, Source};
 use crate::fsutil::{self, Staged};
@@ -414,27 +417,17 @@ fn update(
     Ok(Some(backup))
 }
 
-/// `YYYYmmdd-HHMMSS` in local time.
-fn timestamp(now: SystemTime) -> String {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let time = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
-    // SAFETY: `libc::tm` is plain data for which all zeroes is a valid value (integers and a
-    // null `tm_zone`); `localtime_r` only writes into the `tm` it is given.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the duration of the call.
-    let converted = unsafe { libc::localtime_r(&time, &mut tm) };
-    if converted.is_null() {
-        return secs.to_string();
+/// `YYYYmmdd-HHMMSS` of `now` in `zone` (for backups: the system's zone, from `TZ` or
+/// `/etc/localtime`, as `date` uses; UTC when there is none).
+fn timestamp(now: SystemTime, zone: &TimeZone) -> String {
+    match Timestamp::try_from(now) {
+        Ok(now) => now
+            .to_zoned_datetime(zone.clone())
+            .strftime("%Y%m%d-%H%M%S")
+            .to_string(),
+        // Outside jiff's range (years -9999..=9999): not a clock anyone runs.
+        Err(_) => "00000000-000000".to_owned(),
     }
-    format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        i64::from(tm.tm_year) + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 /// Saves `contents` as `<file>.bak.<stamp>` (`.N` added when taken) with the file's mode.
@@ -443,7 +436,7 @@ fn write_backup(
     contents: &[u8],
     metadata: &fs::Metadata,
 ) -> Result<PathBuf, (PathBuf, io::Error)> {
-    let stamp = timestamp(SystemTime::now());
+    let stamp = timestamp(SystemTime::now(), &TimeZone::system());
     let mode = metadata.permissions().mode() & 0o7777;
     let mut name = real
         .file_name()
@@ -554,14 +547,51 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_should_be_a_local_date_and_time() {
-        let stamp = timestamp(SystemTime::now());
-        assert_eq!(stamp.len(), 15, "{stamp}");
-        assert!(stamp.chars().enumerate().all(|(index, c)| if index == 8 {
-            c == '-'
-        } else {
-            c.is_ascii_digit()
-        }));
+    fn timestamp_should_be_the_date_and_time_in_the_zone() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(timestamp(at, &TimeZone::UTC), "20231114-221320");
+        let plus_two = TimeZone::fixed(jiff::tz::offset(2));
+        assert_eq!(timestamp(at, &plus_two), "20231115-001320");
+    }
+
+    #[test]
+    fn timestamp_should_match_date() {
+        // `date` formats with the C library's localtime, which the stamp used to come from.
+        let date = |secs: u64, tz: Option<&str>| {
+            let mut command = std::process::Command::new("date");
+            command.arg(format!("-d@{secs}")).arg("+%Y%m%d-%H%M%S");
+            if let Some(tz) = tz {
+                command.env("TZ", tz);
+            }
+            let out = command.output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        // Around the 2024 DST changes in Europe and in the US.
+        let instants = [
+            1_700_000_000u64,
+            1_711_846_799,
+            1_711_846_800,
+            1_730_613_600,
+        ];
+        for secs in instants {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            assert_eq!(
+                timestamp(at, &TimeZone::system()),
+                date(secs, None),
+                "{secs}"
+            );
+            for name in ["Europe/Berlin", "America/New_York", "Asia/Kolkata"] {
+                let Ok(zone) = TimeZone::get(name) else {
+                    eprintln!("no time zone data for {name} here; skipping it");
+                    continue;
+                };
+                assert_eq!(
+                    timestamp(at, &zone),
+                    date(secs, Some(name)),
+                    "{name} {secs}"
+                );
+            }
+        }
     }
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -717,7 +747,7 @@ mod tests {
             },
             EditError::Write {
                 path: PATH.into(),
-                source: io::Error::from_raw_os_error(libc::ENOSPC),
+                source: io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
             },
         ];
         assert_eq!(
