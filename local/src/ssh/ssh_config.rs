@@ -7,35 +7,55 @@
 //!   (`"..."`, `'...'`, backslash escapes) are accepted, and a `#` at the start
 //!   of a word begins a comment;
 //! * the first value obtained for a single-valued option wins, while
-//!   `IdentityFile` and `CertificateFile` accumulate in order;
+//!   `IdentityFile` and `CertificateFile` accumulate in order (a file already
+//!   listed is not listed again);
 //! * `Host` patterns (`*`, `?`, `!negation`) are matched against the host name
 //!   given on the command line (the alias), case-sensitively as OpenSSH does,
 //!   while `Match host` and `Match originalhost` compare case-insensitively;
+//!   `Match host` compares against the `HostName` obtained so far;
+//! * a `Match final` anywhere asks for OpenSSH's second pass over the files, in
+//!   which `Match final` and `Match canonical` match and `Match host` sees the
+//!   `HostName` of the first pass; values from the first pass stay;
 //! * `Include` resolves relative paths against `~/.ssh` (against `/etc/ssh` for
 //!   the global file), supports `*` and `?` in the last path component, and is
 //!   limited to [`MAX_INCLUDE_DEPTH`] nested levels;
-//! * `%` tokens and a leading `~` are expanded in `HostName`, `IdentityFile`,
-//!   `CertificateFile`, `UserKnownHostsFile`, `GlobalKnownHostsFile` and
-//!   `IdentityAgent` once the whole configuration has been read, as OpenSSH does.
+//! * the host name (`HostName`, else the alias) and `HostKeyAlias` are
+//!   lower-cased; `%` tokens (`%% %h %n %p %d %u %r %i %l %L %k %C`) and a
+//!   leading `~` are expanded in `IdentityFile`, `CertificateFile`,
+//!   `UserKnownHostsFile` and `IdentityAgent` once the whole configuration has
+//!   been read (`HostName` knows `%h` only); `GlobalKnownHostsFile` is used as
+//!   written. All as OpenSSH does.
 //!
-//! Simplifications compared to OpenSSH:
+//! # Checked against OpenSSH
 //!
-//! * the configuration is read in a single pass. `Match host` compares against
-//!   the `HostName` obtained *so far* (with `%h` substituted), or the alias when
-//!   none was set yet; OpenSSH does the same in its first pass but may re-read
-//!   the files after canonicalisation. `Match final` is treated as matching
-//!   (OpenSSH's final pass would match it) and `Match canonical` never matches
-//!   (hostname canonicalisation is not supported);
-//! * `Match all`, `host`, `originalhost`, `user` and `localuser` are supported;
-//!   `exec`, `localnetwork`, `tagged`, `command`, `version`, `sessiontype` and
-//!   unknown criteria never match and produce a [`ConfigWarning`];
-//! * the local user name comes from `$USER` (or `$LOGNAME`); the passwd
-//!   database is never consulted. `~user` paths are left untouched;
-//! * unknown keywords are ignored instead of being an error, and file
-//!   ownership and permissions are not checked.
+//! We resolve the configuration ourselves instead of asking `ssh -G`: the
+//! bridge must work where no OpenSSH client is installed, must not run `Match
+//! exec` commands or spawn a process per connect, and needs file and line for
+//! its errors. To keep it honest, a differential test (`openssh.rs`, run with
+//! the unit tests) resolves a corpus of configurations (Include, Host and Match
+//! blocks, `%` tokens, ProxyJump chains, wildcards and negation, quoting) with
+//! both and compares every field of [`HostSettings`]; it found the
+//! lower-casing, the final pass, the repeated identity files, `%k`/`%C` and the
+//! literal `GlobalKnownHostsFile`. Where we still differ, on purpose:
+//!
+//! * `Match exec`, `localnetwork`, `tagged`, `command`, `version`,
+//!   `sessiontype` and unknown criteria never match and produce a
+//!   [`ConfigWarning`] (OpenSSH runs `exec` commands, and rejects criteria it
+//!   does not know); hostname canonicalisation is not supported, so only `Match
+//!   final` leads to a second pass;
+//! * the local user name comes from `$USER` (or `$LOGNAME`), not from the
+//!   passwd database, and `~user` paths are left untouched;
+//! * unknown keywords and malformed values of keywords we do not use are
+//!   ignored instead of being an error, `ProxyJump ssh://` URIs may hold IPv6
+//!   addresses (OpenSSH 9.2 refuses them), and file ownership and permissions
+//!   are not checked;
+//! * `%C` is the hash of `%l%h%p%r` (OpenSSH 9.x); OpenSSH versions that add
+//!   `%j` to it differ when a ProxyJump is set.
 
 mod expand;
 mod lex;
+#[cfg(test)]
+mod openssh;
 mod parser;
 mod pattern;
 
@@ -115,7 +135,8 @@ pub struct ConfigWarning {
 /// expanded (`~` and `%` tokens).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct HostSettings {
-    /// `HostName`, with `%h` substituted; `None` means "connect to the alias".
+    /// `HostName`, with `%h` substituted, lower-cased; `None` means "connect to the
+    /// alias" (lower-cased, as OpenSSH does).
     pub hostname: Option<String>,
     /// `User`.
     pub user: Option<String>,
@@ -135,13 +156,13 @@ pub struct HostSettings {
     pub proxy_command: Option<String>,
     /// Effective `UserKnownHostsFile` list.
     pub user_known_hosts_files: Vec<PathBuf>,
-    /// Effective `GlobalKnownHostsFile` list.
+    /// Effective `GlobalKnownHostsFile` list (used as written: no `~` or `%` expansion).
     pub global_known_hosts_files: Vec<PathBuf>,
     /// `StrictHostKeyChecking`.
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
     /// `HashKnownHosts`.
     pub hash_known_hosts: Option<bool>,
-    /// `HostKeyAlias`: the name to look up in known_hosts instead of the host.
+    /// `HostKeyAlias` (lower-cased): the name to look up in known_hosts instead of the host.
     pub host_key_alias: Option<String>,
     /// `ConnectTimeout`.
     pub connect_timeout: Option<Duration>,
@@ -457,9 +478,19 @@ fn resolve_inner(
         alias: host,
         ctx,
         raw: Raw::default(),
+        final_pass: false,
+        wants_final_pass: false,
     };
     for (file, level) in files {
         parser.read_file(file, *level, true, false, 0)?;
+    }
+    if parser.wants_final_pass {
+        // Values obtained in the first pass stay (first one wins); `Match host` now sees the
+        // `HostName` it obtained.
+        parser.final_pass = true;
+        for (file, level) in files {
+            parser.read_file(file, *level, true, false, 0)?;
+        }
     }
     finish(parser.raw, host, ctx)
 }
@@ -690,6 +721,92 @@ mod tests {
         assert!(
             matches!(err, SshConfigError::InvalidValue { line: 3, .. }),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn resolve_should_lowercase_the_host_name_and_host_key_alias() {
+        let fx = Fixture::new();
+        let text = "Host Web*\n  HostName %h.Example.COM\n  HostKeyAlias MyAlias\n  \
+                    IdentityFile ~/.ssh/%h-%n-%k\n";
+        let s = fx.resolve(text, "WebOne").expect("resolve");
+        assert_eq!(s.hostname.as_deref(), Some("webone.example.com"));
+        assert_eq!(s.host_key_alias.as_deref(), Some("myalias"));
+        assert_eq!(
+            s.identity_files,
+            [fx.home().join(".ssh/webone.example.com-WebOne-myalias")]
+        );
+        let s = fx
+            .resolve("UserKnownHostsFile /k/%h-%k\n", "UPPER")
+            .expect("resolve");
+        assert_eq!(s.user_known_hosts_files, [PathBuf::from("/k/upper-UPPER")]);
+    }
+
+    #[test]
+    fn resolve_should_make_a_second_pass_for_match_final() {
+        let fx = Fixture::new();
+        let text = "Match final\n  User final-user\n\
+                    Match canonical\n  Port 2345\n\
+                    Host f*\n  User first-pass\n  HostName %h.example\n\
+                    Match host foo.example final\n  IdentityFile ~/.ssh/second\n\
+                    Host *\n  IdentityFile ~/.ssh/first\n";
+        let s = fx.resolve(text, "foo").expect("resolve");
+        // First pass: `final` and `canonical` do not match, `Host f*` sets the user.
+        assert_eq!(s.user.as_deref(), Some("first-pass"));
+        // Second pass: they do, and `Match host` sees the HostName of the first pass.
+        assert_eq!(s.port, Some(2345));
+        let ssh = fx.home().join(".ssh");
+        assert_eq!(s.identity_files, [ssh.join("first"), ssh.join("second")]);
+        let s = fx.resolve(text, "bar").expect("resolve");
+        assert_eq!(s.user.as_deref(), Some("final-user"));
+        // Without `Match final` there is no second pass, and `canonical` never matches.
+        let s = fx
+            .resolve("Match canonical\n  Port 2345\n", "bar")
+            .expect("resolve");
+        assert_eq!(s.port, None);
+    }
+
+    #[test]
+    fn resolve_should_list_a_repeated_identity_file_once() {
+        let fx = Fixture::new();
+        let text = "Host a\n  IdentityFile ~/.ssh/k\n  CertificateFile ~/c\n\
+                    Host *\n  IdentityFile ~/.ssh/k\n  IdentityFile ~/.ssh/j\n  CertificateFile ~/c\n";
+        let s = fx.resolve(text, "a").expect("resolve");
+        let home = fx.home();
+        assert_eq!(s.identity_files, [home.join(".ssh/k"), home.join(".ssh/j")]);
+        assert_eq!(s.certificate_files, [home.join("c")]);
+    }
+
+    #[test]
+    fn resolve_should_expand_the_connection_hash() {
+        let fx = Fixture::new();
+        let text = "Host h\n  HostName Example.org\n  User u\n  Port 2200\n  \
+                    UserKnownHostsFile /k/%C\n";
+        let s = fx.resolve(text, "h").expect("resolve");
+        let node = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        use sha1::Digest;
+        let hash: String = sha1::Sha1::digest(format!("{node}example.org2200u"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            s.user_known_hosts_files,
+            [PathBuf::from(format!("/k/{hash}"))]
+        );
+    }
+
+    #[test]
+    fn resolve_should_use_global_known_hosts_files_as_written() {
+        let fx = Fixture::new();
+        let s = fx
+            .resolve("GlobalKnownHostsFile ~/g %d/h\n", "a")
+            .expect("resolve");
+        assert_eq!(
+            s.global_known_hosts_files,
+            [PathBuf::from("~/g"), PathBuf::from("%d/h")]
         );
     }
 

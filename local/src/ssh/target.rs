@@ -190,10 +190,11 @@ fn target_from_settings(
     };
     Target {
         alias: alias.to_owned(),
+        // As OpenSSH, which connects to (and records in known_hosts) the lower-cased name.
         host: settings
             .hostname
             .clone()
-            .unwrap_or_else(|| alias.to_owned()),
+            .unwrap_or_else(|| alias.to_ascii_lowercase()),
         port: settings.port.unwrap_or(22),
         user: settings.user.clone().unwrap_or_else(local_user),
         identity_files,

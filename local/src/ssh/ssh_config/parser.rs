@@ -16,6 +16,11 @@ pub(super) struct Parser<'a> {
     pub(super) alias: &'a str,
     pub(super) ctx: &'a Context,
     pub(super) raw: Raw,
+    /// Whether this is OpenSSH's second ("final") pass, where `Match final` and
+    /// `Match canonical` match.
+    pub(super) final_pass: bool,
+    /// Whether a `Match final` was read, which asks for that second pass.
+    pub(super) wants_final_pass: bool,
 }
 
 /// Where a line is: for error construction.
@@ -141,6 +146,10 @@ impl Parser<'_> {
     }
 
     fn warn(&mut self, pos: &Pos<'_>, message: String) {
+        if self.final_pass {
+            // Said in the first pass already.
+            return;
+        }
         tracing::warn!(path = %pos.path.display(), line = pos.line, "ssh config: {message}");
         self.raw.warnings.push(ConfigWarning {
             path: pos.path.to_path_buf(),
@@ -195,8 +204,12 @@ impl Parser<'_> {
             };
             let matched = match criterion.as_str() {
                 "all" => true,
-                "final" => true,
-                "canonical" => false,
+                // As OpenSSH: both match only in the final pass, which `final` asks for (we
+                // never canonicalise, so only `final` leads to one).
+                "final" | "canonical" => {
+                    self.wants_final_pass |= criterion == "final";
+                    self.final_pass
+                }
                 _ => {
                     let Some(value) = iter.next() else {
                         return Err(pos.invalid(arg, "match criterion needs an argument"));
@@ -352,12 +365,13 @@ impl Parser<'_> {
             }
             "identityfile" | "certificatefile" => {
                 let v = pos.single(args)?;
-                if active {
-                    let list = if keyword == "identityfile" {
-                        &mut raw.identity_files
-                    } else {
-                        &mut raw.certificate_files
-                    };
+                let list = if keyword == "identityfile" {
+                    &mut raw.identity_files
+                } else {
+                    &mut raw.certificate_files
+                };
+                // OpenSSH ignores a file already listed (as written, before expansion).
+                if active && !list.iter().any(|known| known.value == v) {
                     list.push(pos.located(v));
                 }
             }
