@@ -1,5 +1,5 @@
 //! The subcommands of `opencode-remote`, one file each, and what they share: the host
-//! arguments, resolving them to a [`Connector`], logging and the process set-up.
+//! arguments, resolving them to a [`Connector`], and logging.
 //!
 //! Each command prints its result on stdout (JSON for the commands the plugin runs, text for
 //! the ones people run) and its progress on stderr.
@@ -101,6 +101,8 @@ fn home() -> anyhow::Result<PathBuf> {
         .context("HOME is not set")
 }
 
+/// Sends logs to stderr (stdout carries the commands' output) and, with `--log-file`, also to
+/// that file (created 0600). `OPENCODE_REMOTE_LOG` sets the filter; the default is `info`.
 pub fn init_logging(log_file: Option<&std::path::Path>) {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
@@ -140,11 +142,14 @@ pub fn init_logging(log_file: Option<&std::path::Path>) {
         .init();
 }
 
+/// A host picked from the options (or a destination) and how to reach its stub.
 struct Resolved {
     host: ResolvedHost,
     connector: Connector,
 }
 
+/// Resolves the host arguments (with options given inline, e.g. by the plugin, instead of a
+/// config file): the options win, then `~/.ssh/config`, then OpenSSH's defaults.
 fn resolve(
     args: &HostArgs,
     workspace_id: &str,
@@ -213,6 +218,7 @@ fn resolve(
     Ok(Resolved { host, connector })
 }
 
+/// Progress of a connect or install, as log lines.
 fn progress(step: &str) {
     tracing::info!("{step}");
 }
@@ -233,28 +239,5 @@ fn make_interactive(resolved: &mut Resolved, ask_host_key: bool) {
                 jump.host_key_checking = HostKeyPolicy::Ask;
             }
         }
-    }
-}
-
-/// Closes every descriptor above stderr that this process inherited. A parent that does not
-/// mark its descriptors close-on-exec (Bun, for one) hands us the other ends of pipes and
-/// sockets, including our own stdin's write end, which would keep us from ever seeing EOF.
-pub fn close_inherited_descriptors() {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
-        // No safe API can do this: closing a descriptor one does not own is exactly what I/O
-        // safety rules out (rustix's `close` is an `unsafe fn` too), and these are owned by no
-        // Rust value.
-        // SAFETY: nothing in this process uses these descriptors yet (this runs first thing in
-        // main, before any thread or file exists); the read_dir handle above is already
-        // closed, and closing it again only fails with EBADF.
-        unsafe { rustix::io::close(fd) };
     }
 }

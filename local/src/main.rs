@@ -1,5 +1,5 @@
-//! `opencode-remote`: command-line entry point. Parses arguments, sets up logging (stderr only:
-//! stdout carries machine-readable output), calls into the library, maps errors to exit codes.
+//! `opencode-remote`: command-line entry point. Closes inherited descriptors, parses arguments,
+//! sets up logging and the runtime, dispatches to [`local::cli`], and maps errors to exit codes.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,8 +48,31 @@ enum Command {
     },
 }
 
+/// Closes every descriptor above stderr that this process inherited. A parent that does not
+/// mark its descriptors close-on-exec (Bun, for one) hands us the other ends of pipes and
+/// sockets, including our own stdin's write end, which would keep us from ever seeing EOF.
+fn close_inherited_descriptors() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // No safe API can do this: closing a descriptor one does not own is exactly what I/O
+        // safety rules out (rustix's `close` is an `unsafe fn` too), and these are owned by no
+        // Rust value.
+        // SAFETY: nothing in this process uses these descriptors yet (this runs first thing in
+        // main, before any thread or file exists); the read_dir handle above is already
+        // closed, and closing it again only fails with EBADF.
+        unsafe { rustix::io::close(fd) };
+    }
+}
+
 fn main() -> ExitCode {
-    cli::close_inherited_descriptors();
+    close_inherited_descriptors();
     let args = Cli::parse();
     cli::init_logging(args.log_file.as_deref());
     // One thread by default: the bridge's HTTP/1.1 connections, the HTTP/2 connection and the SSH
