@@ -1,5 +1,5 @@
 //! The connection target for one host: the plugin options first, then `~/.ssh/config`
-//! (through [`ssh_config`](super::ssh_config)), then OpenSSH's defaults; ProxyJump chains become a
+//! (through [`ssh_config`]), then OpenSSH's defaults; ProxyJump chains become a
 //! list of hops.
 
 use std::path::{Path, PathBuf};
