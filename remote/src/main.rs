@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use remote::handshake::{self, HostInfo};
-use remote::procs::Procs;
+use remote::tools::procs::Procs;
 use remote::{App, Config, stdio};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;

@@ -256,7 +256,7 @@ fn serve_baseline(home: Option<PathBuf>) -> anyhow::Result<()> {
         let app = remote::App::new(
             config,
             HostInfo::current(home),
-            remote::procs::Procs::default(),
+            remote::tools::procs::Procs::default(),
             tokio_util::sync::CancellationToken::new(),
         );
         {

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::files::{self, Change};
-use crate::procs::Procs;
+use crate::tools::fs::{self as files, Change};
+use crate::tools::procs::Procs;
 
 /// Patch bytes `/vcs/diff` returns in total; files beyond it come without `patch` (their counts
 /// stay), so a huge change cannot make an answer the TUI chokes on. (A diff whose whole `git`

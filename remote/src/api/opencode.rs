@@ -9,21 +9,19 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{App, Body, json_response, read_json, sse};
-use crate::bus::Bus;
+use crate::agent::shell::{self, ShellRequest};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::permissions::{Answer, Reply};
-use crate::sessions::{self, CreateSession, UpdateSession};
-use crate::shell::{self, ShellRequest};
+use crate::http::{Body, json_response, read_json, sse};
+use crate::policy::permissions::{Answer, Reply};
+use crate::session::bus::Bus;
+use crate::session::info::{self as sessions, CreateSession, UpdateSession};
 
 /// Interval of `server.heartbeat` events (as OpenCode's own server).
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Handles OpenCode routes; `Ok(None)` when the path is not one of them.
-pub(super) async fn route(
-    app: &App,
-    req: Request<Incoming>,
-) -> Result<Option<Response<Body>>, ApiError> {
+pub async fn route(app: &App, req: Request<Incoming>) -> Result<Option<Response<Body>>, ApiError> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -151,7 +149,7 @@ fn global_event(app: &App, global: bool) -> Response<Body> {
         }
     };
     tokio::spawn(async move {
-        let connected = json!({ "id": crate::ids::new("evt", crate::ids::Order::Ascending), "type": "server.connected", "properties": {} });
+        let connected = json!({ "id": crate::session::ids::new("evt", crate::session::ids::Order::Ascending), "type": "server.connected", "properties": {} });
         if !tx.send(frame(connected)).await {
             return;
         }
@@ -178,7 +176,7 @@ fn global_event(app: &App, global: bool) -> Response<Body> {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
                 _ = heartbeat.tick() => {
-                    let beat = json!({ "id": crate::ids::new("evt", crate::ids::Order::Ascending), "type": "server.heartbeat", "properties": {} });
+                    let beat = json!({ "id": crate::session::ids::new("evt", crate::session::ids::Order::Ascending), "type": "server.heartbeat", "properties": {} });
                     if !tx.send(frame(beat)).await {
                         return;
                     }
@@ -207,7 +205,10 @@ async fn history(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Ap
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let rows: Vec<Value> = events.iter().map(crate::store::Stored::to_row).collect();
+    let rows: Vec<Value> = events
+        .iter()
+        .map(crate::session::store::Stored::to_row)
+        .collect();
     Ok(json_response(StatusCode::OK, &rows))
 }
 

@@ -15,12 +15,13 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::{App, Body, BoxError, json_response, sse};
+use crate::app::App;
 use crate::error::ApiError;
+use crate::http::{Body, BoxError, json_response, sse};
 
 const CHUNK: usize = 256 << 10;
 
-pub(super) async fn route(
+pub async fn route(
     app: &App,
     rest: &str,
     req: Request<Incoming>,
@@ -114,7 +115,7 @@ fn websocket_echo(mut req: Request<Incoming>) -> Result<Response<Body>, ApiError
             }
         }
     });
-    Ok(Response::new(super::full(Bytes::new())))
+    Ok(Response::new(crate::http::full(Bytes::new())))
 }
 
 fn query_u64(query: &str, name: &str) -> Result<Option<u64>, ApiError> {

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bus::Bus;
-use crate::ids::{self, Order};
+use crate::session::bus::Bus;
+use crate::session::ids::{self, Order};
 
 /// Largest accepted line in a log file (a tool part with capped output stays far below).
 const MAX_LINE: usize = 16 << 20;

@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
+use crate::app::App;
 use crate::error::ApiError;
-use crate::http::App;
-use crate::ids::{self, Order};
-use crate::permissions::{Ask, Reply};
+use crate::policy::permissions::{Ask, Reply};
 use crate::policy::{self, AccessKind};
-use crate::procs::Procs;
+use crate::session::ids::{self, Order};
+use crate::tools::procs::Procs;
 
 /// Body of `POST /session/:id/shell`.
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! OpenCode's file routes (SPEC §6 (iv)): `GET /file`, `/file/content`, `/file/status`,
 //! `/find`, `/find/file` and `/find/symbol`, and the git views `/vcs`, `/vcs/status`,
 //! `/vcs/diff`. Thin handlers: parse the query, run
-//! [`crate::files`] (on a blocking thread where it touches the disk), encode JSON.
+//! [`crate::tools::fs`] (on a blocking thread where it touches the disk), encode JSON.
 //!
 //! Errors: a missing or invalid query parameter is 400 naming it, a path outside the workspace
 //! 403, a missing one 404, a file over [`files::MAX_READ_BYTES`] 413. The `directory` and
@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Method, Response, StatusCode};
 use protocol::api::{ErrorBody, ErrorData};
 
-use super::{App, Body, json_response};
+use crate::app::App;
 use crate::error::ApiError;
-use crate::files::{self, FindQuery, Kind, Workspace};
-use crate::vcs;
+use crate::http::{Body, json_response};
+use crate::tools::fs::{self as files, FindQuery, Kind, Workspace};
+use crate::tools::vcs;
 
 const ROUTES: [&str; 9] = [
     "/file",
@@ -281,7 +282,7 @@ mod tests {
 
     use super::*;
     use crate::handshake::HostInfo;
-    use crate::procs::Procs;
+    use crate::tools::procs::Procs;
     use crate::{App, Config};
 
     fn app() -> (tempfile::TempDir, App) {

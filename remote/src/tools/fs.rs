@@ -31,7 +31,7 @@ use ignore::{WalkBuilder, WalkState};
 use serde::Serialize;
 use tokio::io::AsyncReadExt as _;
 
-use crate::procs::Procs;
+use crate::tools::procs::Procs;
 
 /// Largest file `/file/content` serves (OpenCode has no limit; whole files go into one JSON).
 pub const MAX_READ_BYTES: u64 = 10 << 20;

@@ -85,7 +85,7 @@ impl Bus {
     /// Publishes a bus event `{id, type, properties}` with a fresh `evt_` id.
     pub fn event(&self, kind: &str, properties: Value) {
         self.publish(json!({
-            "id": crate::ids::new("evt", crate::ids::Order::Ascending),
+            "id": crate::session::ids::new("evt", crate::session::ids::Order::Ascending),
             "type": kind,
             "properties": properties,
         }));

@@ -3,7 +3,7 @@
 //! A shell command whose working directory or path operands fall outside the roots this
 //! workspace approved creates a request (`permission.asked` on the bus, listed by
 //! `GET /permission`) and waits for the user's answer: `once` runs it, `always` also persists
-//! the roots for the workspace (see [`crate::approvals`]), `reject` ends the tool with an error.
+//! the roots for the workspace (see [`crate::policy::approvals`]), `reject` ends the tool with an error.
 //! Nothing here ever answers a request by itself.
 
 use std::collections::BTreeMap;
@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::bus::Bus;
-use crate::ids::{self, Order};
+use crate::session::bus::Bus;
+use crate::session::ids::{self, Order};
 
 /// The user's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::{self, Order};
+use crate::session::ids::{self, Order};
 
 /// The OpenCode version whose session schema the stub writes.
 pub const OPENCODE_VERSION: &str = "1.18.33";

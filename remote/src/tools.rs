@@ -1,0 +1,6 @@
+//! Execution on the host, with no HTTP and no events: child processes, shell commands, the
+//! file system (confined listing, reading, search, fuzzy find) and git.
+
+pub mod fs;
+pub mod procs;
+pub mod vcs;
