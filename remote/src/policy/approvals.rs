@@ -883,7 +883,7 @@ mod tests {
                 std::process::Command::new(&exe)
                     .args([
                         "--exact",
-                        "approvals::tests::approvals_worker_process",
+                        "policy::approvals::tests::approvals_worker_process",
                         "--ignored",
                         "--quiet",
                     ])
@@ -1268,7 +1268,7 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let script = format!(
             "mount -t tmpfs -o size=64k,mode=0700 tmpfs '{}' || exit 77; exec \"$0\" --exact \
-             approvals::tests::approvals_worker_disk_full --ignored --nocapture",
+             policy::approvals::tests::approvals_worker_disk_full --ignored --nocapture",
             mount.path().display()
         );
         let output = std::process::Command::new("unshare")
