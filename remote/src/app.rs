@@ -1,20 +1,20 @@
 //! The stub's shared state: the configuration, the host, and the rooms every handler reaches
-//! (sessions, policy, tools). Cheap to clone.
+//! (sessions, policy, agent, tools), plus the task tracker every background task is spawned on.
+//! A thin holder: behaviour lives in the rooms. Cheap to clone.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::api::{Health, StubInfo};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::error::ApiError;
+use crate::agent::Agent;
 use crate::handshake::HostInfo;
-use crate::policy::approvals::Approvals;
-use crate::policy::permissions::Permissions;
+use crate::policy::Policy;
+use crate::session::Sessions;
 use crate::session::bus::Bus;
-use crate::session::info::Runs;
-use crate::session::store::Store;
 use crate::tools::procs::Procs;
 
 /// Stub configuration, fixed for the life of the process.
@@ -44,22 +44,35 @@ struct Shared {
     started_ms: u64,
     procs: Procs,
     shutdown: CancellationToken,
-    bus: Bus,
-    /// Opened on first use: health checks and manual probes never touch (or take over) the
-    /// workspace's state.
-    store: tokio::sync::OnceCell<Arc<Store>>,
-    approvals: tokio::sync::OnceCell<Arc<Mutex<Approvals>>>,
-    permissions: Permissions,
-    runs: Runs,
+    tasks: TaskTracker,
+    sessions: Sessions,
+    policy: Policy,
+    agent: Agent,
 }
 
 impl App {
-    /// Builds the application state.
+    /// Builds the application state and its rooms.
     pub fn new(config: Config, host: HostInfo, procs: Procs, shutdown: CancellationToken) -> App {
         let bus = Bus::new(
             &config.directory.to_string_lossy(),
             &config.project_id,
             &config.workspace_id,
+        );
+        let tasks = TaskTracker::new();
+        let sessions = Sessions::new(
+            bus.clone(),
+            config.state_dir.clone(),
+            config.workspace_id.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        let policy = Policy::new(config.state_dir.clone(), config.workspace_id.clone(), bus);
+        let agent = Agent::new(
+            sessions.clone(),
+            policy.clone(),
+            procs.clone(),
+            config.directory.clone(),
+            host.home.clone(),
         );
         App(Arc::new(Shared {
             config,
@@ -68,118 +81,31 @@ impl App {
             started_ms: crate::session::ids::now_ms(),
             procs,
             shutdown,
-            bus,
-            store: tokio::sync::OnceCell::new(),
-            approvals: tokio::sync::OnceCell::new(),
-            permissions: Permissions::default(),
-            runs: Runs::default(),
+            tasks,
+            sessions,
+            policy,
+            agent,
         }))
+    }
+
+    /// The sessions room (event log, bus, busy sessions).
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
+    }
+
+    /// The policy room (approvals, permission requests).
+    pub fn policy(&self) -> &Policy {
+        &self.0.policy
+    }
+
+    /// The agent room (`!shell`).
+    pub fn agent(&self) -> &Agent {
+        &self.0.agent
     }
 
     /// The event bus.
     pub fn bus(&self) -> &Bus {
-        &self.0.bus
-    }
-
-    /// The workspace's session store, opened (and taken over from another stub) on first use.
-    ///
-    /// # Errors
-    ///
-    /// When the state directory is unusable.
-    pub async fn store(&self) -> Result<Arc<Store>, ApiError> {
-        let store = self
-            .0
-            .store
-            .get_or_try_init(|| async {
-                let state_dir = self.0.config.state_dir.clone();
-                let workspace = self.0.config.workspace_id.clone();
-                let bus = self.0.bus.clone();
-                let store =
-                    tokio::task::spawn_blocking(move || Store::open(&state_dir, &workspace, bus))
-                        .await
-                        .map_err(ApiError::internal)?
-                        .map_err(ApiError::internal)?;
-                let store = Arc::new(store);
-                // Flush the logs to disk every second while we run.
-                let syncing = store.clone();
-                let shutdown = self.0.shutdown.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(1));
-                    loop {
-                        tokio::select! {
-                            _ = tick.tick() => {}
-                            () = shutdown.cancelled() => {}
-                        }
-                        let store = syncing.clone();
-                        // A failed join only means the runtime is going away.
-                        let _ignored = tokio::task::spawn_blocking(move || store.sync()).await;
-                        if shutdown.is_cancelled() {
-                            return;
-                        }
-                    }
-                });
-                Ok::<_, ApiError>(store)
-            })
-            .await?;
-        Ok(store.clone())
-    }
-
-    /// Flushes the session logs (at exit).
-    pub fn sync_store(&self) {
-        if let Some(store) = self.0.store.get() {
-            store.sync();
-        }
-    }
-
-    /// The workspace's persisted approvals, loaded on first use.
-    ///
-    /// # Errors
-    ///
-    /// When the approvals file is unusable (the message says why).
-    pub async fn approvals(&self) -> Result<Arc<Mutex<Approvals>>, ApiError> {
-        let approvals = self
-            .0
-            .approvals
-            .get_or_try_init(|| async {
-                let state_dir = self.0.config.state_dir.clone();
-                let workspace = self.0.config.workspace_id.clone();
-                let loaded =
-                    tokio::task::spawn_blocking(move || Approvals::load(&state_dir, &workspace))
-                        .await
-                        .map_err(ApiError::internal)?
-                        .map_err(ApiError::internal)?;
-                Ok::<_, ApiError>(Arc::new(Mutex::new(loaded)))
-            })
-            .await?;
-        Ok(approvals.clone())
-    }
-
-    /// Persists `roots` as approved for this workspace.
-    ///
-    /// # Errors
-    ///
-    /// 507 when the disk is full, 500 otherwise.
-    pub async fn approve(&self, roots: Vec<PathBuf>) -> Result<(), ApiError> {
-        let approvals = self.approvals().await?;
-        tokio::task::spawn_blocking(move || {
-            approvals
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .approve(&roots)
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-    }
-
-    /// Pending permission requests.
-    pub fn permissions(&self) -> &Permissions {
-        &self.0.permissions
-    }
-
-    /// Busy sessions.
-    pub fn runs(&self) -> &Runs {
-        &self.0.runs
+        self.0.sessions.bus()
     }
 
     /// The remote user's home directory.
@@ -207,6 +133,33 @@ impl App {
         &self.0.shutdown
     }
 
+    /// Spawns a background task that the stub waits for (briefly) when it exits.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.tasks.spawn(task)
+    }
+
+    /// At exit: stops taking work, waits up to `grace` for background tasks, and flushes the
+    /// session logs. Logs when the time limit wins.
+    pub async fn close(&self, grace: Duration) {
+        self.0.shutdown.cancel();
+        self.0.tasks.close();
+        if tokio::time::timeout(grace, self.0.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                left = self.0.tasks.len(),
+                "background tasks still running at exit"
+            );
+        }
+        self.0.sessions.sync();
+    }
+
+    /// `GET /global/health`.
     pub fn health(&self) -> Health {
         let host = &self.0.host;
         let config = &self.0.config;

@@ -27,6 +27,7 @@ pub mod error;
 pub mod handshake;
 pub mod http;
 pub mod logging;
+pub mod opencode;
 pub mod policy;
 pub mod session;
 pub mod stdio;

@@ -3,4 +3,5 @@
 
 pub mod fs;
 pub mod procs;
+pub mod shell;
 pub mod vcs;

@@ -8,86 +8,80 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{Method, Request, Response, StatusCode};
+use http::Response;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{Body, BoxError, json_response, sse};
+use crate::http::{Body, BoxError, Req, ok, sse};
 
 const CHUNK: usize = 256 << 10;
 
-pub async fn route(
-    app: &App,
-    rest: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let query = req.uri().query().unwrap_or("").to_owned();
-    match (req.method(), rest) {
-        (&Method::GET, "/blob") => {
-            let bytes = query_u64(&query, "bytes")?.unwrap_or(0);
-            let mut response = Response::new(
-                Blob {
-                    remaining: bytes,
-                    chunk: Bytes::from(vec![0u8; CHUNK]),
-                }
-                .boxed(),
-            );
-            response
-                .headers_mut()
-                .insert(http::header::CONTENT_LENGTH, bytes.into());
-            Ok(response)
+/// `GET …/blob?bytes=N`: `N` zero bytes.
+pub async fn blob(req: Req) -> Result<Response<Body>, ApiError> {
+    let bytes = req.query.unsigned("bytes")?.unwrap_or(0);
+    let mut response = Response::new(
+        Blob {
+            remaining: bytes,
+            chunk: Bytes::from(vec![0u8; CHUNK]),
         }
-        (&Method::POST, "/sink") => {
-            let mut body = req.into_body();
-            let mut bytes = 0u64;
-            while let Some(frame) = body.frame().await {
-                let frame = frame
-                    .map_err(|err| ApiError::BadRequest(format!("body stream failed: {err}")))?;
-                if let Some(data) = frame.data_ref() {
-                    bytes += data.len() as u64;
-                }
-            }
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "bytes": bytes }),
-            ))
-        }
-        (&Method::GET, "/sse") => {
-            let interval = Duration::from_millis(query_u64(&query, "interval_ms")?.unwrap_or(10));
-            let count = query_u64(&query, "count")?.unwrap_or(100);
-            let (tx, response) = sse::response(64);
-            let shutdown = app.shutdown().clone();
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(interval);
-                for seq in 0..count {
-                    tokio::select! {
-                        _ = ticker.tick() => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    let data = format!("{{\"seq\":{seq},\"t_us\":{}}}", now_micros());
-                    if !tx.send(sse::encode(None, None, &data)).await {
-                        return;
-                    }
-                }
-            });
-            Ok(response)
-        }
-        (&Method::CONNECT, "/ws-echo") => websocket_echo(req),
-        _ => Err(ApiError::NotFound(format!(
-            "no diagnostic route {} {rest}",
-            req.method()
-        ))),
-    }
+        .boxed(),
+    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, bytes.into());
+    Ok(response)
 }
 
-fn websocket_echo(mut req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// `POST …/sink`: counts the request body.
+pub async fn sink(mut req: Req) -> Result<Response<Body>, ApiError> {
+    let mut body = req.take_body();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|err| ApiError::BadRequest(format!("body stream failed: {err}")))?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    ok(&Sunk { bytes })
+}
+
+#[derive(serde::Serialize)]
+struct Sunk {
+    bytes: u64,
+}
+
+/// `GET …/sse?interval_ms=I&count=C`: `C` events carrying the stub's clock, every `I` ms.
+pub async fn sse(req: Req) -> Result<Response<Body>, ApiError> {
+    let interval = Duration::from_millis(req.query.unsigned("interval_ms")?.unwrap_or(10));
+    let count = req.query.unsigned("count")?.unwrap_or(100);
+    let (tx, response) = sse::response(64);
+    let shutdown = req.app.shutdown().clone();
+    req.app.spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        for seq in 0..count {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let data = format!("{{\"seq\":{seq},\"t_us\":{}}}", now_micros());
+            if !tx.send(sse::encode(None, None, &data)).await {
+                return;
+            }
+        }
+    });
+    Ok(response)
+}
+
+/// `CONNECT …/ws-echo` (WebSocket over RFC 8441): echoes every message.
+pub async fn ws_echo(req: Req) -> Result<Response<Body>, ApiError> {
     let is_websocket = req
-        .extensions()
+        .head
+        .extensions
         .get::<hyper::ext::Protocol>()
         .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     if !is_websocket {
@@ -95,8 +89,10 @@ fn websocket_echo(mut req: Request<Incoming>) -> Result<Response<Body>, ApiError
             "expected an extended CONNECT with :protocol websocket".into(),
         ));
     }
-    let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    let app = req.app.clone();
+    let mut request = req.into_request();
+    let upgrade = hyper::upgrade::on(&mut request);
+    app.spawn(async move {
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {
@@ -116,21 +112,6 @@ fn websocket_echo(mut req: Request<Incoming>) -> Result<Response<Body>, ApiError
         }
     });
     Ok(Response::new(crate::http::full(Bytes::new())))
-}
-
-fn query_u64(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
-    for pair in query.split('&') {
-        if let Some((key, value)) = pair.split_once('=')
-            && key == name
-        {
-            return value.parse().map(Some).map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "query parameter `{name}` must be a non-negative integer, got `{value}`"
-                ))
-            });
-        }
-    }
-    Ok(None)
 }
 
 /// Wall clock in microseconds since the epoch (the benchmark runs client and stub on one host).

@@ -22,15 +22,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
+use crate::opencode::event::{Row, SyncEvent};
+use crate::opencode::session::Session as Info;
 use crate::session::bus::Bus;
 use crate::session::ids::{self, Order};
 
-/// Largest accepted line in a log file (a tool part with capped output stays far below).
-const MAX_LINE: usize = 16 << 20;
+mod lock;
+mod log;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +47,12 @@ pub enum StoreError {
     /// No such session.
     #[error("session not found: {0}")]
     NotFound(String),
+    /// A message id that belongs to another session.
+    #[error("message {message_id} belongs to another session")]
+    MessageOfAnotherSession {
+        /// The message.
+        message_id: String,
+    },
     /// Another stub holds the workspace and would not let go.
     #[error("workspace {workspace} is in use by stub pid {pid} and it did not exit")]
     Busy {
@@ -58,47 +63,23 @@ pub enum StoreError {
     },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
         source,
     }
 }
 
-/// An event as stored and as returned by `/sync/history`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stored {
-    /// `evt_…`
-    pub id: String,
-    /// The session id.
-    pub aggregate_id: String,
-    /// Position in the session's log, from 0.
-    pub seq: u64,
-    /// `<name>.<version>`
-    pub kind: String,
-    /// Event data.
-    pub data: Value,
-}
-
-impl Stored {
-    /// The stored/history JSON form.
-    pub fn to_row(&self) -> Value {
-        json!({ "id": self.id, "aggregate_id": self.aggregate_id, "seq": self.seq, "type": self.kind, "data": self.data })
-    }
-
-    fn from_row(row: &Value) -> Option<Stored> {
-        Some(Stored {
-            id: row.get("id")?.as_str()?.to_owned(),
-            aggregate_id: row.get("aggregate_id")?.as_str()?.to_owned(),
-            seq: row.get("seq")?.as_u64()?,
-            kind: row.get("type")?.as_str()?.to_owned(),
-            data: row.get("data")?.clone(),
-        })
-    }
+/// The logs of a workspace, and which session each message belongs to (a message id is never
+/// reused by another session: OpenCode's replica would move the message).
+#[derive(Default)]
+struct Sessions {
+    by_id: BTreeMap<String, Session>,
+    message_owner: HashMap<String, String>,
 }
 
 struct Session {
-    info: Value,
+    info: Info,
     next_seq: u64,
     deleted: bool,
     file: File,
@@ -106,88 +87,11 @@ struct Session {
     dirty: bool,
 }
 
-/// What a stub that went away in the middle of a shell call left open in a session log: the
-/// assistant messages without `time.completed` and the tool parts still `pending`/`running`
-/// (latest form of each, by id).
-#[derive(Default)]
-struct Unfinished {
-    messages: BTreeMap<String, Value>,
-    parts: BTreeMap<String, Value>,
-}
-
-impl Unfinished {
-    fn track(&mut self, event: &Stored) {
-        match event.kind.as_str() {
-            "message.updated.1" => {
-                let info = &event.data["info"];
-                if let (Some(id), Some("assistant")) = (info["id"].as_str(), info["role"].as_str())
-                {
-                    if info["time"]["completed"].is_null() {
-                        self.messages.insert(id.to_owned(), info.clone());
-                    } else {
-                        self.messages.remove(id);
-                    }
-                }
-            }
-            "message.part.updated.1" => {
-                let part = &event.data["part"];
-                if let (Some(id), Some("tool")) = (part["id"].as_str(), part["type"].as_str()) {
-                    match part["state"]["status"].as_str() {
-                        Some("pending" | "running") => {
-                            self.parts.insert(id.to_owned(), part.clone());
-                        }
-                        _ => {
-                            self.parts.remove(id);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The events that close everything left open, as an interrupted run would have: the
-    /// assistant message completed with `MessageAbortedError`, each tool part in `error`
-    /// with the output it had so far.
-    fn closing_events(self, session_id: &str, now: u64) -> Vec<(&'static str, Value)> {
-        let mut events = Vec::new();
-        for (_, mut info) in self.messages {
-            info["time"]["completed"] = json!(now);
-            info["error"] = json!({
-                "name": "MessageAbortedError",
-                "data": { "message": "The connection to the host ended while this was running" },
-            });
-            events.push((
-                "message.updated.1",
-                json!({ "sessionID": session_id, "info": info }),
-            ));
-        }
-        for (_, mut part) in self.parts {
-            let state = &part["state"];
-            let mut closed = json!({
-                "status": "error",
-                "input": state.get("input").cloned().unwrap_or_else(|| json!({})),
-                "error": "The connection to the host ended while this command was running; it was stopped",
-                "time": { "start": state["time"]["start"].as_u64().unwrap_or(now), "end": now },
-            });
-            if let Some(output) = state["metadata"].get("output") {
-                closed["metadata"] = json!({ "output": output });
-            }
-            part["state"] = closed;
-            events.push((
-                "message.part.updated.1",
-                json!({ "sessionID": session_id, "part": part, "time": now }),
-            ));
-        }
-        events
-    }
-}
-
 /// The event log of one workspace.
 pub struct Store {
     dir: PathBuf,
     bus: Bus,
-    sessions: Mutex<BTreeMap<String, Session>>,
+    sessions: Mutex<Sessions>,
     _lock: File,
 }
 
@@ -228,8 +132,8 @@ impl Store {
             .mode(0o700)
             .create(&dir)
             .map_err(io_error(&dir))?;
-        let lock = take_over(&dir, workspace_id)?;
-        let mut sessions = BTreeMap::new();
+        let lock = lock::take_over(&dir, workspace_id)?;
+        let mut sessions = Sessions::default();
         let mut interrupted = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(io_error(&dir))?;
         for entry in entries {
@@ -237,28 +141,44 @@ impl Store {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let Some(session_id) = name.strip_suffix(".jsonl") else {
+            let Some(session_id) = name.strip_suffix(".jsonl").map(str::to_owned) else {
                 continue;
             };
+            let session_id = session_id.as_str();
             if !ids::is_valid(session_id, "ses") {
                 continue;
             }
-            if let Some((session, unfinished)) = load_session(&path, session_id)? {
-                sessions.insert(session_id.to_owned(), session);
-                if !unfinished.messages.is_empty() || !unfinished.parts.is_empty() {
-                    interrupted.push((session_id.to_owned(), unfinished));
+            if let Some(loaded) = log::load(&path, session_id)? {
+                for message_id in loaded.message_ids {
+                    sessions
+                        .message_owner
+                        .insert(message_id, session_id.to_owned());
+                }
+                sessions.by_id.insert(
+                    session_id.to_owned(),
+                    Session {
+                        info: loaded.info,
+                        next_seq: loaded.next_seq,
+                        deleted: loaded.deleted,
+                        file: loaded.file,
+                        path,
+                        dirty: false,
+                    },
+                );
+                if !loaded.unfinished.is_empty() {
+                    interrupted.push((session_id.to_owned(), loaded.unfinished));
                 }
             }
         }
-        tracing::info!(dir = %dir.display(), sessions = sessions.len(), "session store opened");
+        tracing::info!(dir = %dir.display(), sessions = sessions.by_id.len(), "session store opened");
         // The previous owner is gone (we hold the lock): whatever it was running is over.
         // Close it in the log, or OpenCode would show those calls running forever.
         let now = ids::now_ms();
         for (session_id, unfinished) in interrupted {
-            for (kind, data) in unfinished.closing_events(&session_id, now) {
-                Self::append_locked(&bus, &mut sessions, &session_id, kind, data)?;
+            for event in unfinished.closing_events(now) {
+                Self::append_locked(&bus, &mut sessions, &session_id, &event)?;
             }
-            tracing::warn!(session = %session_id, "closed a shell call interrupted by the previous stub's end");
+            tracing::warn!(session = %session_id, "closed a run interrupted by the previous stub's end");
         }
         Ok(Store {
             dir,
@@ -268,7 +188,7 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -284,8 +204,8 @@ impl Store {
     /// # Errors
     ///
     /// I/O errors.
-    pub fn create(&self, info: Value) -> Result<Stored, StoreError> {
-        let session_id = info["id"].as_str().unwrap_or_default().to_owned();
+    pub fn create(&self, info: Info) -> Result<Row, StoreError> {
+        let session_id = info.id.clone();
         let path = self.dir.join(format!("{session_id}.jsonl"));
         let file = OpenOptions::new()
             .create_new(true)
@@ -295,7 +215,7 @@ impl Store {
             .open(&path)
             .map_err(io_error(&path))?;
         let mut sessions = self.lock();
-        sessions.insert(
+        sessions.by_id.insert(
             session_id.clone(),
             Session {
                 info: info.clone(),
@@ -310,12 +230,11 @@ impl Store {
             &self.bus,
             &mut sessions,
             &session_id,
-            "session.created.1",
-            json!({ "sessionID": session_id, "info": info }),
+            &SyncEvent::SessionCreated(info),
         );
         if result.is_err() {
             // Nothing was logged: forget the session and its empty file.
-            if let Some(session) = sessions.remove(&session_id) {
+            if let Some(session) = sessions.by_id.remove(&session_id) {
                 let _ignored = std::fs::remove_file(&session.path);
             }
         }
@@ -323,35 +242,42 @@ impl Store {
     }
 
     /// Appends a durable event to `session_id`'s log, then publishes it (bus form and sync
-    /// form). `kind` is `<name>.<version>`; `data.sessionID` must be the session.
+    /// form).
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] for unknown or deleted sessions, I/O errors.
-    pub fn append(&self, session_id: &str, kind: &str, data: Value) -> Result<Stored, StoreError> {
+    pub fn append(&self, session_id: &str, event: &SyncEvent) -> Result<Row, StoreError> {
         let mut sessions = self.lock();
-        Self::append_locked(&self.bus, &mut sessions, session_id, kind, data)
+        Self::append_locked(&self.bus, &mut sessions, session_id, event)
     }
 
     fn append_locked(
         bus: &Bus,
-        sessions: &mut BTreeMap<String, Session>,
+        sessions: &mut Sessions,
         session_id: &str,
-        kind: &str,
-        data: Value,
-    ) -> Result<Stored, StoreError> {
-        let session = match sessions.get_mut(session_id) {
+        event: &SyncEvent,
+    ) -> Result<Row, StoreError> {
+        if let SyncEvent::MessageUpdated(message) = event
+            && let Some(owner) = sessions.message_owner.get(message.id())
+            && owner != session_id
+        {
+            return Err(StoreError::MessageOfAnotherSession {
+                message_id: message.id().to_owned(),
+            });
+        }
+        let session = match sessions.by_id.get_mut(session_id) {
             Some(session) if !session.deleted => session,
             _ => return Err(StoreError::NotFound(session_id.to_owned())),
         };
-        let event = Stored {
+        let row = Row {
             id: ids::new("evt", Order::Ascending),
             aggregate_id: session_id.to_owned(),
             seq: session.next_seq,
-            kind: kind.to_owned(),
-            data,
+            kind: event.kind().to_owned(),
+            data: event.data(session_id),
         };
-        let mut line = serde_json::to_vec(&event.to_row()).map_err(|err| StoreError::Io {
+        let mut line = serde_json::to_vec(&row).map_err(|err| StoreError::Io {
             path: session.path.clone(),
             source: std::io::Error::other(err),
         })?;
@@ -363,14 +289,32 @@ impl Store {
             .map_err(io_error(&session.path))?;
         session.next_seq += 1;
         session.dirty = true;
-        apply(session, &event);
-        publish(bus, &event);
-        Ok(event)
+        match event {
+            SyncEvent::SessionCreated(info) | SyncEvent::SessionUpdated(info) => {
+                session.info = info.clone();
+            }
+            SyncEvent::SessionDeleted(_) => session.deleted = true,
+            SyncEvent::MessageUpdated(message) => {
+                sessions
+                    .message_owner
+                    .entry(message.id().to_owned())
+                    .or_insert_with(|| session_id.to_owned());
+            }
+            _ => {}
+        }
+        bus.publish_row(&row);
+        Ok(row)
     }
 
-    /// Current `info` of a live session.
-    pub fn info(&self, session_id: &str) -> Option<Value> {
+    /// The session a message belongs to.
+    pub fn message_owner(&self, message_id: &str) -> Option<String> {
+        self.lock().message_owner.get(message_id).cloned()
+    }
+
+    /// Current info of a live session.
+    pub fn info(&self, session_id: &str) -> Option<Info> {
         self.lock()
+            .by_id
             .get(session_id)
             .filter(|s| !s.deleted)
             .map(|s| s.info.clone())
@@ -379,13 +323,15 @@ impl Store {
     /// Last assigned seq of a session (also for deleted ones), if it has any event.
     pub fn last_seq(&self, session_id: &str) -> Option<u64> {
         self.lock()
+            .by_id
             .get(session_id)
             .and_then(|s| s.next_seq.checked_sub(1))
     }
 
     /// Infos of all live sessions, newest first (descending ids sort ascending).
-    pub fn list(&self) -> Vec<Value> {
+    pub fn list(&self) -> Vec<Info> {
         self.lock()
+            .by_id
             .values()
             .filter(|s| !s.deleted)
             .map(|s| s.info.clone())
@@ -401,9 +347,10 @@ impl Store {
     /// # Errors
     ///
     /// I/O errors.
-    pub fn history(&self, known: &HashMap<String, i64>) -> Result<Vec<Stored>, StoreError> {
+    pub fn history(&self, known: &HashMap<String, i64>) -> Result<Vec<Row>, StoreError> {
         let wanted: Vec<(PathBuf, String, i64)> = self
             .lock()
+            .by_id
             .iter()
             .filter(|(id, s)| !s.deleted || known.contains_key(*id))
             .map(|(id, s)| {
@@ -417,18 +364,14 @@ impl Store {
         let mut events = Vec::new();
         for (path, session_id, after) in wanted {
             let file = File::open(&path).map_err(io_error(&path))?;
-            for line in BufReader::new(file).lines() {
+            for line in BufReader::new(file).split(b'\n') {
                 let line = line.map_err(io_error(&path))?;
-                let Some(event) = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .as_ref()
-                    .and_then(Stored::from_row)
-                else {
+                let Some(row) = log::parse_line(&line) else {
                     // A torn tail being written right now; later events are not visible yet.
                     break;
                 };
-                if event.aggregate_id == session_id && event.seq as i64 > after {
-                    events.push(event);
+                if row.aggregate_id == session_id && row.seq as i64 > after {
+                    events.push(row);
                 }
             }
         }
@@ -439,7 +382,7 @@ impl Store {
     /// `fdatasync`s every file written since the last call.
     pub fn sync(&self) {
         let mut sessions = self.lock();
-        for session in sessions.values_mut().filter(|s| s.dirty) {
+        for session in sessions.by_id.values_mut().filter(|s| s.dirty) {
             if let Err(err) = session.file.sync_data() {
                 tracing::warn!(path = %session.path.display(), %err, "fdatasync failed");
             }
@@ -448,210 +391,63 @@ impl Store {
     }
 }
 
-fn apply(session: &mut Session, event: &Stored) {
-    match event.kind.as_str() {
-        "session.created.1" | "session.updated.1" => {
-            if let Some(info) = event.data.get("info") {
-                session.info = info.clone();
-            }
-        }
-        "session.deleted.1" => session.deleted = true,
-        _ => {}
-    }
-}
-
-fn publish(bus: &Bus, event: &Stored) {
-    let name = event
-        .kind
-        .rsplit_once('.')
-        .map_or(event.kind.as_str(), |(name, _version)| name);
-    bus.publish(json!({ "id": event.id, "type": name, "properties": event.data }));
-    bus.publish(json!({
-        "type": "sync",
-        "id": event.id,
-        "syncEvent": {
-            "id": event.id,
-            "type": event.kind,
-            "seq": event.seq,
-            "aggregateID": event.aggregate_id,
-            "data": event.data,
-        }
-    }));
-}
-
-/// Reads a session log, truncating a torn or corrupt tail. `None` when nothing valid is left.
-fn load_session(
-    path: &Path,
-    session_id: &str,
-) -> Result<Option<(Session, Unfinished)>, StoreError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(io_error(path))?;
-    let mut reader = BufReader::new(&mut file);
-    let mut valid_len: u64 = 0;
-    let mut next_seq = 0u64;
-    let mut info = Value::Null;
-    let mut deleted = false;
-    let mut unfinished = Unfinished::default();
-    let mut line = Vec::new();
-    let mut problem = None;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_error(path))?;
-        if n == 0 {
-            break;
-        }
-        let complete = line.last() == Some(&b'\n');
-        let event = if complete && line.len() <= MAX_LINE {
-            serde_json::from_slice::<Value>(&line)
-                .ok()
-                .as_ref()
-                .and_then(Stored::from_row)
-        } else {
-            None
-        };
-        match event {
-            Some(event) if event.seq == next_seq && event.aggregate_id == session_id => {
-                valid_len += n as u64;
-                next_seq += 1;
-                match event.kind.as_str() {
-                    "session.created.1" | "session.updated.1" => {
-                        if let Some(i) = event.data.get("info") {
-                            info = i.clone();
-                        }
-                    }
-                    "session.deleted.1" => deleted = true,
-                    _ => unfinished.track(&event),
-                }
-            }
-            _ => {
-                problem = Some(if complete {
-                    "corrupt line"
-                } else {
-                    "torn last line"
-                });
-                break;
-            }
-        }
-    }
-    drop(reader);
-    if let Some(problem) = problem {
-        let total = file.metadata().map_err(io_error(path))?.len();
-        tracing::warn!(
-            path = %path.display(),
-            kept = next_seq,
-            dropped_bytes = total - valid_len,
-            "session log had a {problem}; truncating to the last valid event"
-        );
-        file.set_len(valid_len).map_err(io_error(path))?;
-        file.sync_all().map_err(io_error(path))?;
-    }
-    if next_seq == 0 || info.is_null() {
-        // Nothing valid (a crash between create and the first write): remove it.
-        drop(file);
-        std::fs::remove_file(path).map_err(io_error(path))?;
-        return Ok(None);
-    }
-    if deleted {
-        unfinished = Unfinished::default();
-    }
-    Ok(Some((
-        Session {
-            info,
-            next_seq,
-            deleted,
-            file,
-            path: path.to_owned(),
-            dirty: false,
-        },
-        unfinished,
-    )))
-}
-
-/// Takes the workspace lock, terminating the previous owner if it still runs.
-fn take_over(dir: &Path, workspace_id: &str) -> Result<File, StoreError> {
-    use rustix::fs::{FlockOperation, flock};
-    let lock_path = dir.join(".lock");
-    let owner_path = dir.join(".owner");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(io_error(&lock_path))?;
-    let started = Instant::now();
-    let mut signalled = None;
-    loop {
-        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => break,
-            Err(err) if err == rustix::io::Errno::WOULDBLOCK || err == rustix::io::Errno::INTR => {}
-            Err(err) => {
-                return Err(StoreError::Io {
-                    path: lock_path,
-                    source: err.into(),
-                });
-            }
-        }
-        let pid: i32 = std::fs::read_to_string(&owner_path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        let elapsed = started.elapsed();
-        if pid == std::process::id() as i32 {
-            // Another handle of this very process holds it: never signal ourselves.
-            return Err(StoreError::Busy {
-                workspace: workspace_id.to_owned(),
-                pid,
-            });
-        }
-        match (signalled, rustix::process::Pid::from_raw(pid)) {
-            (None, Some(owner)) => {
-                tracing::warn!(
-                    pid,
-                    workspace = workspace_id,
-                    "another stub serves this workspace; taking over"
-                );
-                let _gone = rustix::process::kill_process(owner, rustix::process::Signal::TERM);
-                signalled = Some(Instant::now());
-            }
-            (Some(at), Some(owner)) if at.elapsed() > Duration::from_secs(2) => {
-                let _gone = rustix::process::kill_process(owner, rustix::process::Signal::KILL);
-            }
-            _ => {}
-        }
-        if elapsed > Duration::from_secs(5) {
-            return Err(StoreError::Busy {
-                workspace: workspace_id.to_owned(),
-                pid,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut owner = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&owner_path)
-        .map_err(io_error(&owner_path))?;
-    owner
-        .write_all(std::process::id().to_string().as_bytes())
-        .map_err(io_error(&owner_path))?;
-    Ok(lock)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opencode::message::{
+        AssistantMessage, AssistantTime, Created, Message, MessagePath, ModelRef, UserMessage,
+    };
+    use crate::opencode::part::{Part, PartKind, Started, ToolPart, ToolState};
+    use serde_json::json;
 
-    fn info(id: &str) -> Value {
-        json!({ "id": id, "slug": "x", "projectID": "p", "directory": "/d", "title": "t", "version": "1", "time": { "created": 1, "updated": 1 } })
+    fn info(id: &str) -> Info {
+        serde_json::from_value(
+            json!({ "id": id, "slug": "x", "projectID": "p", "directory": "/d",
+            "title": "t", "version": "1", "time": { "created": 1, "updated": 1 } }),
+        )
+        .unwrap()
+    }
+
+    fn user(session: &str, id: &str) -> SyncEvent {
+        SyncEvent::MessageUpdated(Message::User(UserMessage {
+            id: id.into(),
+            session_id: session.into(),
+            time: Created { created: 1 },
+            format: None,
+            summary: None,
+            agent: "build".into(),
+            model: ModelRef {
+                provider_id: "p".into(),
+                model_id: "m".into(),
+                variant: None,
+            },
+            system: None,
+            tools: None,
+        }))
+    }
+
+    fn assistant(session: &str, id: &str, created: u64, completed: Option<u64>) -> SyncEvent {
+        SyncEvent::MessageUpdated(Message::Assistant(AssistantMessage {
+            id: id.into(),
+            parent_id: "msg_0".into(),
+            mode: "build".into(),
+            agent: "build".into(),
+            path: MessagePath {
+                cwd: "/d".into(),
+                root: "/d".into(),
+            },
+            cost: crate::opencode::Cost::default(),
+            tokens: crate::opencode::Tokens::default(),
+            model_id: "m".into(),
+            provider_id: "p".into(),
+            time: AssistantTime { created, completed },
+            session_id: session.into(),
+            finish: None,
+            error: None,
+            summary: None,
+            structured: None,
+            variant: None,
+        }))
     }
 
     #[test]
@@ -660,17 +456,11 @@ mod tests {
         let bus = Bus::new("/d", "p", "wrk_a");
         let mut rx = bus.subscribe();
         let ses = ids::new("ses", Order::Descending);
+        let msg = ids::new("msg", Order::Ascending);
         {
             let store = Store::open(dir.path(), "wrk_a", bus.clone()).unwrap();
             assert_eq!(store.create(info(&ses)).unwrap().seq, 0);
-            let e = store
-                .append(
-                    &ses,
-                    "message.updated.1",
-                    json!({ "sessionID": ses, "info": {} }),
-                )
-                .unwrap();
-            assert_eq!(e.seq, 1);
+            assert_eq!(store.append(&ses, &user(&ses, &msg)).unwrap().seq, 1);
             store.sync();
         }
         // Bus form then sync form, same event id.
@@ -687,18 +477,35 @@ mod tests {
 
         let store = Store::open(dir.path(), "wrk_a", bus).unwrap();
         assert_eq!(store.last_seq(&ses), Some(1));
-        assert_eq!(
-            store
-                .append(&ses, "message.updated.1", json!({ "sessionID": ses }))
-                .unwrap()
-                .seq,
-            2
-        );
+        assert_eq!(store.message_owner(&msg), Some(ses.clone()));
+        assert_eq!(store.append(&ses, &user(&ses, &msg)).unwrap().seq, 2);
         let all = store.history(&HashMap::new()).unwrap();
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
         let later = store.history(&HashMap::from([(ses.clone(), 0)])).unwrap();
         assert_eq!(later.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(later[0].to_row()["aggregate_id"], ses.as_str());
+        assert_eq!(
+            serde_json::to_value(&later[0]).unwrap()["aggregate_id"],
+            ses.as_str()
+        );
+    }
+
+    #[test]
+    fn a_message_id_should_never_move_to_another_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "wrk_a", Bus::new("/d", "p", "wrk_a")).unwrap();
+        let (a, b) = (
+            ids::new("ses", Order::Descending),
+            ids::new("ses", Order::Descending),
+        );
+        store.create(info(&a)).unwrap();
+        store.create(info(&b)).unwrap();
+        let msg = ids::new("msg", Order::Ascending);
+        store.append(&a, &user(&a, &msg)).unwrap();
+        assert!(matches!(
+            store.append(&b, &user(&b, &msg)),
+            Err(StoreError::MessageOfAnotherSession { .. })
+        ));
+        assert_eq!(store.last_seq(&b), Some(0));
     }
 
     #[test]
@@ -710,22 +517,14 @@ mod tests {
         {
             let store = Store::open(dir.path(), "wrk_a", bus.clone()).unwrap();
             store.create(info(&ses)).unwrap();
-            store
-                .append(&ses, "message.updated.1", json!({ "sessionID": ses }))
-                .unwrap();
+            store.append(&ses, &user(&ses, "msg_1")).unwrap();
             path = store.dir.join(format!("{ses}.jsonl"));
         }
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(b"{\"id\":\"evt_torn\",\"aggr").unwrap();
         drop(file);
         let store = Store::open(dir.path(), "wrk_a", bus).unwrap();
-        assert_eq!(
-            store
-                .append(&ses, "message.updated.1", json!({ "sessionID": ses }))
-                .unwrap()
-                .seq,
-            2
-        );
+        assert_eq!(store.append(&ses, &user(&ses, "msg_1")).unwrap().seq, 2);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(!text.contains("evt_torn"));
@@ -738,16 +537,12 @@ mod tests {
         let ses = ids::new("ses", Order::Descending);
         store.create(info(&ses)).unwrap();
         store
-            .append(
-                &ses,
-                "session.deleted.1",
-                json!({ "sessionID": ses, "info": info(&ses) }),
-            )
+            .append(&ses, &SyncEvent::SessionDeleted(info(&ses)))
             .unwrap();
         assert!(store.info(&ses).is_none());
         assert!(store.list().is_empty());
         assert!(matches!(
-            store.append(&ses, "x.1", json!({})),
+            store.append(&ses, &user(&ses, "msg_1")),
             Err(StoreError::NotFound(_))
         ));
         // A caller that still lists it learns of the deletion; one that does not (it deleted
@@ -762,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn reopening_should_close_a_shell_call_the_previous_stub_left_running() {
+    fn reopening_should_close_a_run_the_previous_stub_left_running() {
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::new("/d", "p", "wrk_a");
         let ses = ids::new("ses", Order::Descending);
@@ -770,33 +565,44 @@ mod tests {
             ids::new("msg", Order::Ascending),
             ids::new("msg", Order::Ascending),
         );
-        let running = json!({
-            "type": "tool", "id": "prt_1", "messageID": open, "sessionID": ses, "tool": "bash", "callID": "c",
-            "state": { "status": "running", "time": { "start": 5 }, "input": { "command": "sleep 100" },
-                       "metadata": { "output": "partial\n" } },
-        });
+        let mut input = crate::opencode::Object::new();
+        input.insert("command".into(), "sleep 100".into());
+        let mut metadata = crate::opencode::Object::new();
+        metadata.insert("output".into(), "partial\n".into());
+        let running = Part {
+            id: "prt_1".into(),
+            message_id: open.clone(),
+            session_id: ses.clone(),
+            kind: PartKind::Tool(ToolPart {
+                call_id: "c".into(),
+                tool: "bash".into(),
+                state: ToolState::Running {
+                    input,
+                    title: None,
+                    metadata: Some(metadata),
+                    time: Started { start: 5 },
+                },
+                metadata: None,
+            }),
+        };
         {
             let store = Store::open(dir.path(), "wrk_a", bus.clone()).unwrap();
             store.create(info(&ses)).unwrap();
             // A finished call (left alone) and one cut off while running.
             for message in [
-                json!({ "id": done, "role": "assistant", "time": { "created": 1 } }),
-                json!({ "id": done, "role": "assistant", "time": { "created": 1, "completed": 2 } }),
-                json!({ "id": open, "role": "assistant", "time": { "created": 3 } }),
+                assistant(&ses, &done, 1, None),
+                assistant(&ses, &done, 1, Some(2)),
+                assistant(&ses, &open, 3, None),
             ] {
-                store
-                    .append(
-                        &ses,
-                        "message.updated.1",
-                        json!({ "sessionID": ses, "info": message }),
-                    )
-                    .unwrap();
+                store.append(&ses, &message).unwrap();
             }
             store
                 .append(
                     &ses,
-                    "message.part.updated.1",
-                    json!({ "sessionID": ses, "part": running, "time": 6 }),
+                    &SyncEvent::PartUpdated {
+                        part: running,
+                        time: 6,
+                    },
                 )
                 .unwrap();
         }
