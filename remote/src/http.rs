@@ -216,7 +216,11 @@ fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<String>), Ap
 }
 
 fn matches(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
-    let wanted: Vec<&str> = pattern.strip_prefix('/').unwrap_or(pattern).split('/').collect();
+    let wanted: Vec<&str> = pattern
+        .strip_prefix('/')
+        .unwrap_or(pattern)
+        .split('/')
+        .collect();
     if wanted.len() != segments.len() {
         return None;
     }

@@ -125,8 +125,13 @@ impl Agent {
                 };
                 match exec::run(&self.procs, command, cancel, |output| record.output(output)).await
                 {
-                    Ok(run) => shell_end(run),
+                    Ok(run) => shell_end(run, self.sessions.shutdown().is_cancelled()),
                     Err(message) => ShellEnd::Failed { message },
+                }
+            }
+            Err(Denied::Aborted) if self.sessions.shutdown().is_cancelled() => {
+                ShellEnd::Interrupted {
+                    output: String::new(),
                 }
             }
             Err(Denied::Aborted) => ShellEnd::Aborted {
@@ -146,10 +151,12 @@ impl Agent {
 }
 
 /// The recorded end of a finished command: the output with a note of a non-zero exit or a
-/// signal, as the user reads it.
-fn shell_end(run: exec::Run) -> ShellEnd {
+/// signal, as the user reads it. A command stopped because the stub shuts down was not aborted
+/// by the user.
+fn shell_end(run: exec::Run, shutting_down: bool) -> ShellEnd {
     let mut output = run.output;
     match run.exit {
+        Exit::Aborted if shutting_down => ShellEnd::Interrupted { output },
         Exit::Aborted => ShellEnd::Aborted { output },
         Exit::Code(code) => {
             if code != 0 {

@@ -91,6 +91,13 @@ impl Recorder {
     }
 }
 
+/// The error of an assistant message whose run the end of the connection stopped.
+pub const INTERRUPTED_MESSAGE: &str = "The connection to the host ended while this was running";
+
+/// The error of a tool call the end of the connection stopped.
+pub const INTERRUPTED_TOOL: &str =
+    "The connection to the host ended while this command was running; it was stopped";
+
 /// What a `!shell` command was started with.
 #[derive(Debug, Clone)]
 pub struct ShellStart {
@@ -118,6 +125,11 @@ pub enum ShellEnd {
     },
     /// The user aborted it.
     Aborted {
+        /// Output until then.
+        output: String,
+    },
+    /// The stub is going away (the connection to the host ended) while it ran.
+    Interrupted {
         /// Output until then.
         output: String,
     },
@@ -274,8 +286,14 @@ impl ShellRecord {
     pub fn finish(mut self, end: ShellEnd) -> Result<(AssistantMessage, Part, u64), ApiError> {
         let now = ids::now_ms();
         self.assistant.time.completed = Some(now);
-        if matches!(end, ShellEnd::Aborted { .. }) {
-            self.assistant.error = Some(MessageError::aborted("Aborted"));
+        match end {
+            ShellEnd::Aborted { .. } => {
+                self.assistant.error = Some(MessageError::aborted("Aborted"));
+            }
+            ShellEnd::Interrupted { .. } => {
+                self.assistant.error = Some(MessageError::aborted(INTERRUPTED_MESSAGE));
+            }
+            _ => {}
         }
         self.recorder
             .message(Message::Assistant(self.assistant.clone()))?;
@@ -305,6 +323,16 @@ impl ShellRecord {
                 ToolState::Error {
                     input,
                     error: "Command aborted by the user".into(),
+                    metadata: Some(metadata),
+                    time,
+                }
+            }
+            ShellEnd::Interrupted { output } => {
+                let mut metadata = Object::new();
+                metadata.insert("output".into(), output.into());
+                ToolState::Error {
+                    input,
+                    error: INTERRUPTED_TOOL.into(),
                     metadata: Some(metadata),
                     time,
                 }

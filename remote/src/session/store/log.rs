@@ -12,6 +12,7 @@ use crate::opencode::part::{Finished, Part, PartKind, ToolState};
 use crate::opencode::session::Session;
 
 use super::{StoreError, io_error};
+use crate::session::record::{INTERRUPTED_MESSAGE, INTERRUPTED_TOOL};
 
 /// Largest accepted line in a log file (a tool part with capped output stays far below).
 const MAX_LINE: usize = 16 << 20;
@@ -173,9 +174,7 @@ impl Unfinished {
         let mut events = Vec::new();
         for (_, mut message) in self.messages {
             message.time.completed = Some(now);
-            message.error = Some(MessageError::aborted(
-                "The connection to the host ended while this was running",
-            ));
+            message.error = Some(MessageError::aborted(INTERRUPTED_MESSAGE));
             events.push(SyncEvent::MessageUpdated(Message::Assistant(message)));
         }
         for (_, mut part) in self.parts {
@@ -193,7 +192,7 @@ impl Unfinished {
                 };
                 tool.state = ToolState::Error {
                     input: tool.state.input().clone(),
-                    error: "The connection to the host ended while this command was running; it was stopped".into(),
+                    error: INTERRUPTED_TOOL.into(),
                     metadata,
                     time: Finished {
                         start: tool.state.start().unwrap_or(now),
