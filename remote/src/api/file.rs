@@ -16,7 +16,9 @@ use protocol::api::{ErrorBody, ErrorData};
 use crate::error::ApiError;
 use crate::http::query::Query;
 use crate::http::{Body, Req, json_response, ok};
-use crate::tools::fs::{self as files, FindQuery, Kind, Workspace};
+use crate::tools::find::{self, FindQuery};
+use crate::tools::fs::{self as files, Kind, Workspace};
+use crate::tools::git;
 
 fn workspace(req: &Req) -> Workspace {
     Workspace::new(req.app.config().directory.clone())
@@ -45,7 +47,7 @@ pub async fn content(req: Req) -> Result<Response<Body>, ApiError> {
 
 /// `GET /file/status`: changed files (git).
 pub async fn status(req: Req) -> Result<Response<Body>, ApiError> {
-    ok(&files::status(&req.app.config().directory, req.app.procs()).await)
+    ok(&git::status(&req.app.config().directory, req.app.procs()).await)
 }
 
 /// `GET /find?pattern=`: text search.
@@ -90,15 +92,15 @@ fn find_query(params: &Query) -> Result<FindQuery, ApiError> {
         }
     };
     let limit = match params.get("limit") {
-        None => files::DEFAULT_FIND_LIMIT,
+        None => find::DEFAULT_FIND_LIMIT,
         Some(value) => value
             .parse::<usize>()
             .ok()
-            .filter(|limit| (1..=files::MAX_FIND_LIMIT).contains(limit))
+            .filter(|limit| (1..=find::MAX_FIND_LIMIT).contains(limit))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "query parameter `limit` must be an integer from 1 to {}, got `{value}`",
-                    files::MAX_FIND_LIMIT
+                    find::MAX_FIND_LIMIT
                 ))
             })?,
     };

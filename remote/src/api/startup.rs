@@ -11,7 +11,7 @@ use crate::http::{Body, Req, ok};
 use crate::opencode::project::{
     Capabilities, ConfigProviders, Console, Directory, PathInfo, Project, ProjectTime, ProviderList,
 };
-use crate::tools::fs;
+use crate::tools::git;
 
 /// `GET /global/health`: OpenCode's health answer, with the stub's details.
 pub async fn health(req: Req) -> Result<Response<Body>, ApiError> {
@@ -20,7 +20,7 @@ pub async fn health(req: Req) -> Result<Response<Body>, ApiError> {
 
 /// The git work tree containing the served directory, if any.
 pub async fn git_toplevel(app: &App) -> Option<String> {
-    let output = fs::git(
+    let output = git::git(
         &app.config().directory,
         app.procs(),
         &["rev-parse", "--show-toplevel"],

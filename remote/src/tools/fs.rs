@@ -17,56 +17,23 @@ use std::cmp::Ordering;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use grep_matcher::Matcher as _;
-use grep_regex::{RegexMatcher, RegexMatcherBuilder};
-use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::{WalkBuilder, WalkState};
 use serde::Serialize;
-use tokio::io::AsyncReadExt as _;
-
-use crate::tools::procs::Procs;
 
 /// Largest file `/file/content` serves (OpenCode has no limit; whole files go into one JSON).
 pub const MAX_READ_BYTES: u64 = 10 << 20;
 /// Entries one walk visits at most (OpenCode's own file index stops at 100 000 files too).
 pub const MAX_WALK_ENTRIES: usize = 100_000;
-/// Entries one directory listing returns at most.
-pub const MAX_LIST_ENTRIES: usize = 100_000;
 /// Time the file finder's walk may take; it answers with what it found by then.
 pub const WALK_BUDGET: Duration = Duration::from_secs(5);
-/// Time a text search may take; it answers with the matches found by then.
-pub const SEARCH_BUDGET: Duration = Duration::from_secs(10);
-/// Matching lines one text search returns at most.
-pub const MAX_SEARCH_RESULTS: usize = 1_000;
-/// Matching lines per file (OpenCode runs `rg --max-count=10`).
-pub const MAX_MATCHES_PER_FILE: u64 = 10;
-/// Longer matching lines are cut to this many bytes and end in `...` (as OpenCode does).
-pub const MAX_LINE_BYTES: usize = 2_000;
-/// Submatches reported per line (as OpenCode).
-pub const MAX_SUBMATCHES: usize = 100;
-/// Results of `/find/file` without a `limit` (OpenCode's default).
-pub const DEFAULT_FIND_LIMIT: usize = 10;
-/// Largest `limit` `/find/file` accepts (OpenCode's schema).
-pub const MAX_FIND_LIMIT: usize = 200;
-/// Time one `git` command may take.
-pub const GIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Output of one `git` command kept at most; more means the status is not computed.
-const MAX_GIT_OUTPUT: u64 = 64 << 20;
-/// Entries `/file/status` reports at most.
-pub const MAX_STATUS_ENTRIES: usize = 100_000;
-/// Untracked files whose lines `/file/status` counts; the rest report 0 added lines.
-const MAX_UNTRACKED_COUNTED: usize = 10_000;
-/// Bytes read in total to count the lines of untracked files.
-const MAX_UNTRACKED_BYTES: u64 = 64 << 20;
-/// Buffer one search may grow to for a single line; files with longer lines are skipped.
-const SEARCH_HEAP_LIMIT: usize = 16 << 20;
+/// Entries one directory listing returns at most.
+pub const MAX_LIST_ENTRIES: usize = 100_000;
 
 /// A request this module could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -197,76 +164,6 @@ pub enum Content {
         #[serde(rename = "mimeType")]
         mime_type: String,
     },
-}
-
-/// How a file differs from `HEAD`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    /// New (staged or untracked).
-    Added,
-    /// Removed.
-    Deleted,
-    /// Anything else (content, mode, type).
-    Modified,
-}
-
-/// One entry of `GET /file/status` (OpenCode's `File`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileStatus {
-    /// Path relative to the workspace.
-    pub path: String,
-    /// Lines added (0 for binary files).
-    pub added: u64,
-    /// Lines removed (0 for binary files).
-    pub removed: u64,
-    /// The kind of change.
-    pub status: Change,
-}
-
-/// `{"text": …}`, as ripgrep's JSON output wraps strings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Text {
-    /// The string.
-    pub text: String,
-}
-
-/// One match within a line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Submatch {
-    /// The matched text.
-    #[serde(rename = "match")]
-    pub matched: Text,
-    /// Byte offset of the match in the line.
-    pub start: usize,
-    /// Byte offset just past the match in the line.
-    pub end: usize,
-}
-
-/// One matching line of `GET /find`, in the shape of ripgrep's `--json` `match` data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Match {
-    /// File path relative to the workspace.
-    pub path: Text,
-    /// The line, with its line terminator.
-    pub lines: Text,
-    /// 1-based line number.
-    pub line_number: u64,
-    /// Byte offset of the line in the file.
-    pub absolute_offset: u64,
-    /// The matches within the line.
-    pub submatches: Vec<Submatch>,
-}
-
-/// What `GET /find/file` looks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FindQuery {
-    /// Fuzzy query; whitespace separates terms that must all match.
-    pub query: String,
-    /// Only files, only directories, or both (`None`).
-    pub kind: Option<Kind>,
-    /// Results returned at most.
-    pub limit: usize,
 }
 
 /// The workspace directory and everything that reads from it.
@@ -444,118 +341,8 @@ impl Workspace {
         })
     }
 
-    /// Searches every file for `pattern` (a Rust regex, as `rg` takes): at most
-    /// [`MAX_MATCHES_PER_FILE`] lines per file and [`MAX_SEARCH_RESULTS`] in all, ordered by
-    /// path and line. Binary files (a NUL byte) are skipped like `rg` skips them.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidPattern`] when `pattern` does not parse.
-    pub fn search(&self, pattern: &str, cancel: &AtomicBool) -> Result<Vec<Match>, Error> {
-        let matcher = RegexMatcherBuilder::new()
-            .line_terminator(Some(b'\n'))
-            .build(pattern)
-            .map_err(|err| Error::InvalidPattern {
-                message: err.to_string(),
-            })?;
-        let found = Mutex::new(Vec::new());
-        let walk = Walk::new(SEARCH_BUDGET, cancel);
-        self.walker().build_parallel().run(|| {
-            let matcher = matcher.clone();
-            let mut searcher = SearcherBuilder::new()
-                .binary_detection(BinaryDetection::quit(0))
-                .line_number(true)
-                .max_matches(Some(MAX_MATCHES_PER_FILE))
-                .heap_limit(Some(SEARCH_HEAP_LIMIT))
-                .build();
-            let found = &found;
-            let walk = &walk;
-            Box::new(move |entry| {
-                if let Some(stop) = walk.step() {
-                    return stop;
-                }
-                let Ok(entry) = entry else {
-                    return WalkState::Continue;
-                };
-                if !entry.file_type().is_some_and(|kind| kind.is_file()) {
-                    return WalkState::Continue;
-                }
-                let Ok(relative) = entry.path().strip_prefix(&self.root) else {
-                    return WalkState::Continue;
-                };
-                let mut sink = Collect {
-                    matcher: &matcher,
-                    path: slash_path(relative),
-                    found: Vec::new(),
-                    binary: false,
-                };
-                if let Err(err) = searcher.search_path(&matcher, entry.path(), &mut sink) {
-                    // Unreadable files and lines over the heap limit are skipped, as `rg` does.
-                    tracing::debug!(path = %entry.path().display(), %err, "search skipped a file");
-                }
-                if sink.binary || sink.found.is_empty() {
-                    return WalkState::Continue;
-                }
-                let mut found = lock(found);
-                found.extend(sink.found);
-                if found.len() >= MAX_SEARCH_RESULTS {
-                    return WalkState::Quit;
-                }
-                WalkState::Continue
-            })
-        });
-        walk.report("search");
-        let mut found = found
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        found.sort_by(|a, b| {
-            a.path
-                .text
-                .cmp(&b.path.text)
-                .then(a.line_number.cmp(&b.line_number))
-        });
-        found.truncate(MAX_SEARCH_RESULTS);
-        Ok(found)
-    }
-
-    /// Finds files and directories whose paths fuzzily match the query, best first, the way
-    /// OpenCode's file finder does: files come from the same walk as `rg --files --hidden`,
-    /// directories are their parents (with a trailing `/`), and hidden directories sort last
-    /// unless the query asks for them. An empty query lists files in path order, or directories
-    /// (also when both kinds are asked for, as OpenCode does).
-    pub fn find_files(&self, query: &FindQuery, cancel: &AtomicBool) -> Vec<String> {
-        let files = self.walk_files(cancel);
-        let dirs = parent_dirs(&files);
-        let text = query.query.trim().replace('\\', "/");
-        let prefer_hidden = text.starts_with('.') || text.contains("/.");
-        if text.is_empty() {
-            if query.kind == Some(Kind::File) {
-                return files.into_iter().take(query.limit).collect();
-            }
-            let mut dirs = dirs;
-            dirs.sort();
-            return hidden_last(dirs, prefer_hidden)
-                .into_iter()
-                .take(query.limit)
-                .collect();
-        }
-        let items: Vec<String> = match query.kind {
-            Some(Kind::File) => files,
-            Some(Kind::Directory) => dirs,
-            None => files.into_iter().chain(dirs).collect(),
-        };
-        let sorted = fuzzy_sort(&text, items);
-        if query.kind == Some(Kind::Directory) {
-            return hidden_last(sorted, prefer_hidden)
-                .into_iter()
-                .take(query.limit)
-                .collect();
-        }
-        sorted.into_iter().take(query.limit).collect()
-    }
-
     /// Files under the root, relative with `/` separators, sorted.
-    fn walk_files(&self, cancel: &AtomicBool) -> Vec<String> {
+    pub(crate) fn walk_files(&self, cancel: &AtomicBool) -> Vec<String> {
         let found = Mutex::new(Vec::new());
         let walk = Walk::new(WALK_BUDGET, cancel);
         self.walker().build_parallel().run(|| {
@@ -583,7 +370,7 @@ impl Workspace {
     }
 
     /// The walk `rg --hidden --glob=!.git/*` does.
-    fn walker(&self) -> WalkBuilder {
+    pub(crate) fn walker(&self) -> WalkBuilder {
         let mut builder = WalkBuilder::new(&self.root);
         builder
             .hidden(false)
@@ -599,7 +386,7 @@ impl Workspace {
 }
 
 /// The budget of one parallel walk, shared by its threads.
-struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     visited: AtomicUsize,
     deadline: Instant,
     cancel: &'a AtomicBool,
@@ -607,7 +394,7 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(budget: Duration, cancel: &'a AtomicBool) -> Walk<'a> {
+    pub(crate) fn new(budget: Duration, cancel: &'a AtomicBool) -> Walk<'a> {
         let started = Instant::now();
         Walk {
             visited: AtomicUsize::new(0),
@@ -618,7 +405,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Counts one entry; `Some(Quit)` when the walk must stop.
-    fn step(&self) -> Option<WalkState> {
+    pub(crate) fn step(&self) -> Option<WalkState> {
         use std::sync::atomic::Ordering::Relaxed;
         let visited = self.visited.fetch_add(1, Relaxed);
         let over = visited >= MAX_WALK_ENTRIES
@@ -627,7 +414,7 @@ impl<'a> Walk<'a> {
         over.then_some(WalkState::Quit)
     }
 
-    fn report(&self, what: &str) {
+    pub(crate) fn report(&self, what: &str) {
         use std::sync::atomic::Ordering::Relaxed;
         let visited = self.visited.load(Relaxed);
         if self.cancel.load(Relaxed) {
@@ -642,79 +429,11 @@ impl<'a> Walk<'a> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Only plain pushes happen under these locks, so a poisoned one is still consistent.
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Collects the matching lines of one file.
-struct Collect<'a> {
-    matcher: &'a RegexMatcher,
-    path: String,
-    found: Vec<Match>,
-    /// Set when a NUL byte showed up: the file is skipped, matches and all (as `rg` skips
-    /// binary files it comes across in a walk).
-    binary: bool,
-}
-
-impl Sink for Collect<'_> {
-    type Error = io::Error;
-
-    fn binary_data(&mut self, _searcher: &Searcher, _offset: u64) -> Result<bool, io::Error> {
-        self.binary = true;
-        Ok(false)
-    }
-
-    fn matched(&mut self, _searcher: &Searcher, found: &SinkMatch<'_>) -> Result<bool, io::Error> {
-        let line = found.bytes();
-        // Submatches are found in the line without its terminator, as `rg --json` does, so
-        // `$` and look-arounds see the end of the line.
-        let content = line.strip_suffix(b"\n").unwrap_or(line);
-        let mut submatches = Vec::new();
-        // `RegexMatcher::Error` is `NoError`: finding within a line cannot fail.
-        let _infallible = self.matcher.find_iter(content, |range| {
-            if range.is_empty() && range.start() == content.len() && !content.is_empty() {
-                return true;
-            }
-            submatches.push((range.start(), range.end()));
-            submatches.len() < MAX_SUBMATCHES
-        });
-        let mut text = String::from_utf8_lossy(line).into_owned();
-        let mut kept = text.len();
-        if text.len() > MAX_LINE_BYTES {
-            kept = MAX_LINE_BYTES;
-            while !text.is_char_boundary(kept) {
-                kept -= 1;
-            }
-            text.truncate(kept);
-            text.push_str("...");
-        }
-        let submatches = submatches
-            .into_iter()
-            .filter(|&(_, end)| end <= kept)
-            .filter_map(|(start, end)| {
-                Some(Submatch {
-                    matched: Text {
-                        text: String::from_utf8_lossy(line.get(start..end)?).into_owned(),
-                    },
-                    start,
-                    end,
-                })
-            })
-            .collect();
-        self.found.push(Match {
-            path: Text {
-                text: self.path.clone(),
-            },
-            lines: Text { text },
-            line_number: found.line_number().unwrap_or(0),
-            absolute_offset: found.absolute_byte_offset(),
-            submatches,
-        });
-        Ok(true)
-    }
 }
 
 /// `.gitignore` (inside a git repository), `.git/info/exclude` and `.ignore` files from the
@@ -806,7 +525,7 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// A relative path with `/` separators.
-fn slash_path(relative: &Path) -> String {
+pub(crate) fn slash_path(relative: &Path) -> String {
     let parts: Vec<_> = relative
         .components()
         .map(|component| component.as_os_str().to_string_lossy())
@@ -905,366 +624,29 @@ fn mime_type(path: &Path) -> &'static str {
     }
 }
 
-/// The parent directories of `files`, each once with a trailing `/`, in first-seen order.
-fn parent_dirs(files: &[String]) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    let mut dirs = Vec::new();
-    for file in files {
-        let mut end = file.len();
-        while let Some(slash) = file.get(..end).and_then(|head| head.rfind('/')) {
-            let dir = &file[..=slash];
-            if !seen.insert(dir.to_owned()) {
-                break;
-            }
-            dirs.push(dir.to_owned());
-            end = slash;
-        }
-    }
-    dirs
-}
-
-/// Whether a path has a hidden component (`.name`).
-fn is_hidden(item: &str) -> bool {
-    item.trim_end_matches('/')
-        .split('/')
-        .any(|part| part.starts_with('.') && part.len() > 1)
-}
-
-fn hidden_last(items: Vec<String>, prefer_hidden: bool) -> Vec<String> {
-    if prefer_hidden {
-        return items;
-    }
-    let (hidden, visible): (Vec<_>, Vec<_>) = items.into_iter().partition(|item| is_hidden(item));
-    visible.into_iter().chain(hidden).collect()
-}
-
-/// Items that contain every whitespace-separated term of `query` as a case-insensitive
-/// subsequence, best match first; equal scores keep their input order.
-fn fuzzy_sort(query: &str, items: Vec<String>) -> Vec<String> {
-    let terms: Vec<Vec<char>> = query
-        .split_whitespace()
-        .map(|term| term.chars().flat_map(char::to_lowercase).collect())
-        .collect();
-    let mut scored: Vec<(i64, usize, String)> = items
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, item)| Some((fuzzy_score(&terms, &item)?, index, item)))
-        .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().map(|(_, _, item)| item).collect()
-}
-
-const SCORE_MATCH: i64 = 16;
-const SCORE_CONSECUTIVE: i64 = 8;
-const BONUS_SEGMENT: i64 = 12;
-const BONUS_WORD: i64 = 9;
-const BONUS_CAMEL: i64 = 8;
-const PENALTY_GAP_OPEN: i64 = 5;
-const PENALTY_GAP_EXTEND: i64 = 1;
-
-/// The sum of each term's best alignment in `target`, less a small penalty for long targets;
-/// `None` when a term does not match.
-fn fuzzy_score(terms: &[Vec<char>], target: &str) -> Option<i64> {
-    let original: Vec<char> = target.chars().collect();
-    let lower: Vec<char> = original
-        .iter()
-        .map(|c| c.to_lowercase().next().unwrap_or(*c))
-        .collect();
-    let bonus: Vec<i64> = (0..original.len())
-        .map(|index| {
-            let Some(previous) = index.checked_sub(1).and_then(|i| original.get(i)) else {
-                return BONUS_SEGMENT;
-            };
-            let current = original.get(index).copied().unwrap_or_default();
-            match previous {
-                '/' => BONUS_SEGMENT,
-                '_' | '-' | '.' | ' ' => BONUS_WORD,
-                p if p.is_lowercase() && current.is_uppercase() => BONUS_CAMEL,
-                _ => 0,
-            }
-        })
-        .collect();
-    let mut total = 0;
-    for term in terms {
-        total += term_score(term, &lower, &bonus)?;
-    }
-    Some(total - original.len() as i64 / 4)
-}
-
-/// Best alignment of `term` as a subsequence of `target`: every matched char scores, more at
-/// word starts and in runs; gaps cost. Linear in `term.len() * target.len()`.
-fn term_score(term: &[char], target: &[char], bonus: &[i64]) -> Option<i64> {
-    let mut chars = target.iter();
-    if !term.iter().all(|c| chars.any(|t| t == c)) {
-        return None;
-    }
-    let width = target.len();
-    // previous[j]: best score with the term so far ending in a match at j.
-    let mut previous: Vec<Option<i64>> = target
-        .iter()
-        .zip(bonus)
-        .map(|(t, b)| term.first().filter(|c| *c == t).map(|_| SCORE_MATCH + b))
-        .collect();
-    for c in term.iter().skip(1) {
-        let mut current = vec![None; width];
-        // Best of previous[k] for k <= j - 2, less the cost of the gap up to j.
-        let mut gap: Option<i64> = None;
-        for j in 1..width {
-            if j >= 2 {
-                let opened = previous[j - 2].map(|score| score - PENALTY_GAP_OPEN);
-                gap = gap.map(|score| score - PENALTY_GAP_EXTEND).max(opened);
-            }
-            if target[j] != *c {
-                continue;
-            }
-            let run = previous[j - 1].map(|score| score + SCORE_CONSECUTIVE);
-            current[j] = run.max(gap).map(|score| score + SCORE_MATCH + bonus[j]);
-        }
-        previous = current;
-    }
-    previous.into_iter().flatten().max()
-}
-
-/// `git status` of the workspace as OpenCode reports it: changes against `HEAD` (staged or
-/// not; renames as a deletion plus an addition) with their line counts, then untracked files
-/// as added with their line count; at most [`MAX_STATUS_ENTRIES`]. Empty when the directory is not in a git work tree, `git`
-/// is missing, or a `git` command fails or exceeds [`GIT_TIMEOUT`].
-pub async fn status(dir: &Path, procs: &Procs) -> Vec<FileStatus> {
-    match head_or_empty_tree(dir, procs).await {
-        Some(base) => changes_since(dir, procs, &base).await.unwrap_or_default(),
-        None => Vec::new(),
-    }
-}
-
-/// `HEAD`, or the empty tree when the repository has no commit yet (everything staged is
-/// new); `None` outside a git work tree or without `git`.
-pub(crate) async fn head_or_empty_tree(dir: &Path, procs: &Procs) -> Option<String> {
-    let inside = git(dir, procs, &["rev-parse", "--is-inside-work-tree"]).await?;
-    if inside.trim_ascii() != b"true" {
-        return None;
-    }
-    let head = ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"];
-    match git(dir, procs, &head).await {
-        Some(_) => Some("HEAD".to_owned()),
-        None => {
-            let tree = git(dir, procs, &["hash-object", "-t", "tree", "/dev/null"]).await?;
-            Some(String::from_utf8(tree).ok()?.trim().to_owned())
-        }
-    }
-}
-
-/// The working tree's changes against the commit or tree `base` (staged or not, renames as a
-/// deletion plus an addition), then untracked files as added; at most
-/// [`MAX_STATUS_ENTRIES`]. `None` when a `git` command fails.
-pub(crate) async fn changes_since(
-    dir: &Path,
-    procs: &Procs,
-    base: &str,
-) -> Option<Vec<FileStatus>> {
-    let diff = [
-        "diff",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--no-renames",
-        "--relative",
-        "-z",
-    ];
-    let numstat_args: Vec<&str> = diff
-        .iter()
-        .copied()
-        .chain(["--numstat", base, "--"])
-        .collect();
-    let names_args: Vec<&str> = diff
-        .iter()
-        .copied()
-        .chain(["--name-status", base, "--"])
-        .collect();
-    let (numstat, names, untracked) = tokio::join!(
-        git(dir, procs, &numstat_args),
-        git(dir, procs, &names_args),
-        git(
-            dir,
-            procs,
-            &["ls-files", "--others", "--exclude-standard", "-z"]
-        ),
-    );
-    let mut changes = tracked_changes(&numstat?, &names?);
-    let untracked: Vec<String> = untracked?
-        .split(|byte| *byte == 0)
-        .filter(|path| !path.is_empty())
-        .map(|path| String::from_utf8_lossy(path).into_owned())
-        .collect();
-    let dir = dir.to_path_buf();
-    let added = tokio::task::spawn_blocking(move || count_untracked(&dir, untracked))
-        .await
-        .ok()?;
-    changes.extend(added);
-    if changes.len() > MAX_STATUS_ENTRIES {
-        tracing::warn!(
-            changes = changes.len(),
-            "git status truncated to {MAX_STATUS_ENTRIES}"
-        );
-        changes.truncate(MAX_STATUS_ENTRIES);
-    }
-    Some(changes)
-}
-
-/// Joins `git diff --numstat -z` and `git diff --name-status -z` output (without renames).
-fn tracked_changes(numstat: &[u8], names: &[u8]) -> Vec<FileStatus> {
-    let mut counts = std::collections::HashMap::new();
-    for record in numstat.split(|byte| *byte == 0) {
-        let mut fields = record.splitn(3, |byte| *byte == b'\t');
-        let (Some(added), Some(removed), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        // Binary files show `-`.
-        let count = |field: &[u8]| {
-            std::str::from_utf8(field)
-                .ok()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        counts.insert(path.to_vec(), (count(added), count(removed)));
-    }
-    let mut tokens = names
-        .split(|byte| *byte == 0)
-        .filter(|token| !token.is_empty());
-    let mut changes = Vec::new();
-    while let (Some(letter), Some(path)) = (tokens.next(), tokens.next()) {
-        let status = match letter.first() {
-            Some(b'A') => Change::Added,
-            Some(b'D') => Change::Deleted,
-            _ => Change::Modified,
-        };
-        let (added, removed) = counts.get(path).copied().unwrap_or((0, 0));
-        changes.push(FileStatus {
-            path: String::from_utf8_lossy(path).into_owned(),
-            added,
-            removed,
-            status,
-        });
-    }
-    changes
-}
-
-/// Untracked files as added, with their line counts (0 for binary files, non-regular files and
-/// beyond the counting budget).
-fn count_untracked(dir: &Path, paths: Vec<String>) -> Vec<FileStatus> {
-    let mut budget = MAX_UNTRACKED_BYTES;
-    paths
-        .into_iter()
-        .enumerate()
-        .map(|(index, path)| {
-            let added = if index < MAX_UNTRACKED_COUNTED && budget > 0 {
-                count_lines(&dir.join(&path), &mut budget)
-            } else {
-                0
-            };
-            FileStatus {
-                path,
-                added,
-                removed: 0,
-                status: Change::Added,
-            }
-        })
-        .collect()
-}
-
-/// Lines in a regular file as git counts them (a last line without newline counts); 0 for
-/// binary files and anything unreadable. Reads at most `budget` bytes and deducts them.
-fn count_lines(path: &Path, budget: &mut u64) -> u64 {
-    let Ok(metadata) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !metadata.is_file() {
-        return 0;
-    }
-    let Ok(file) = fs::File::open(path) else {
-        return 0;
-    };
-    let mut reader = file.take(*budget);
-    let mut buffer = vec![0u8; 64 << 10];
-    let (mut lines, mut last) = (0u64, b'\n');
-    loop {
-        let read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return 0,
-        };
-        *budget = budget.saturating_sub(read as u64);
-        let chunk = buffer.get(..read).unwrap_or_default();
-        if chunk.contains(&0) {
-            return 0;
-        }
-        lines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
-        last = chunk.last().copied().unwrap_or(last);
-    }
-    lines + u64::from(last != b'\n')
-}
-
-/// Runs `git` in `dir` and returns its stdout when it succeeds within [`GIT_TIMEOUT`] and
-/// [`MAX_GIT_OUTPUT`]. The child never sees the stub's stdio (the wire).
-pub(crate) async fn git(dir: &Path, procs: &Procs, args: &[&str]) -> Option<Vec<u8>> {
-    let mut command = tokio::process::Command::new("git");
-    command
-        .args(["-c", "core.quotepath=false", "-c", "core.fsmonitor=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    // stdin from /dev/null, own process group, killed with the stub or when dropped.
-    Procs::prepare(&mut command);
-    let (mut child, _registration) = match procs.spawn(&mut command) {
-        Ok(spawned) => spawned,
-        Err(err) => {
-            tracing::debug!(%err, "cannot run git");
-            return None;
-        }
-    };
-    let mut stdout = child.stdout.take()?;
-    let run = async {
-        let mut output = Vec::new();
-        (&mut stdout)
-            .take(MAX_GIT_OUTPUT + 1)
-            .read_to_end(&mut output)
-            .await
-            .ok()?;
-        if output.len() as u64 > MAX_GIT_OUTPUT {
-            tracing::warn!(?args, "git output exceeds {MAX_GIT_OUTPUT} bytes; ignored");
-            return None;
-        }
-        let status = child.wait().await.ok()?;
-        status.success().then_some(output)
-    };
-    match tokio::time::timeout(GIT_TIMEOUT, run).await {
-        Ok(output) => output,
-        Err(_elapsed) => {
-            tracing::warn!(?args, "git took longer than {GIT_TIMEOUT:?}; killed");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
+    //! Helpers for the tools' tests.
+
     use super::*;
 
-    fn workspace() -> (tempfile::TempDir, Workspace) {
+    pub(crate) fn workspace() -> (tempfile::TempDir, Workspace) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         (dir, Workspace::new(root))
     }
 
-    fn write(workspace: &Workspace, path: &str, content: impl AsRef<[u8]>) {
+    pub(crate) fn write(workspace: &Workspace, path: &str, content: impl AsRef<[u8]>) {
         let path = workspace.root().join(path);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, content).unwrap();
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{workspace, write};
+    use super::*;
 
     fn names(nodes: &[Node]) -> Vec<&str> {
         nodes.iter().map(|node| node.path.as_str()).collect()
@@ -1526,293 +908,10 @@ mod tests {
         assert!(err.to_string().contains("big.bin"), "{err}");
     }
 
-    fn search(workspace: &Workspace, pattern: &str) -> Result<Vec<Match>, Error> {
-        workspace.search(pattern, &AtomicBool::new(false))
-    }
-
-    #[test]
-    fn search_should_report_matches_like_rg_json() {
-        let (_dir, workspace) = workspace();
-        write(&workspace, "README.md", "hello from the REMOTE host\n");
-        write(
-            &workspace,
-            "src/main.rs",
-            "fn main() { println!(\"hello\"); }\n",
-        );
-        write(
-            &workspace,
-            "notes.txt",
-            "first line\nsay hello, hello\nno newline hello",
-        );
-        let found = search(&workspace, "hello").unwrap();
-        let json = serde_json::to_value(&found).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!([
-                {"path": {"text": "README.md"}, "lines": {"text": "hello from the REMOTE host\n"},
-                 "line_number": 1, "absolute_offset": 0,
-                 "submatches": [{"match": {"text": "hello"}, "start": 0, "end": 5}]},
-                {"path": {"text": "notes.txt"}, "lines": {"text": "say hello, hello\n"},
-                 "line_number": 2, "absolute_offset": 11,
-                 "submatches": [{"match": {"text": "hello"}, "start": 4, "end": 9},
-                                {"match": {"text": "hello"}, "start": 11, "end": 16}]},
-                {"path": {"text": "notes.txt"}, "lines": {"text": "no newline hello"},
-                 "line_number": 3, "absolute_offset": 28,
-                 "submatches": [{"match": {"text": "hello"}, "start": 11, "end": 16}]},
-                {"path": {"text": "src/main.rs"},
-                 "lines": {"text": "fn main() { println!(\"hello\"); }\n"},
-                 "line_number": 1, "absolute_offset": 0,
-                 "submatches": [{"match": {"text": "hello"}, "start": 22, "end": 27}]},
-            ])
-        );
-    }
-
-    #[test]
-    fn search_should_use_byte_offsets_in_multibyte_text() {
-        let (_dir, workspace) = workspace();
-        write(&workspace, "utf8.txt", "ça va\nhéllo wörld\n");
-        let found = search(&workspace, "w.rld").unwrap();
-        assert_eq!(found.len(), 1);
-        let hit = &found[0];
-        assert_eq!(hit.line_number, 2);
-        assert_eq!(hit.absolute_offset, "ça va\n".len() as u64);
-        assert_eq!(hit.lines.text, "héllo wörld\n");
-        assert_eq!(
-            hit.submatches,
-            [Submatch {
-                matched: Text {
-                    text: "wörld".to_owned()
-                },
-                start: 7,
-                end: 13
-            }]
-        );
-    }
-
-    #[test]
-    fn search_should_skip_binary_ignored_and_git_files_but_not_hidden_ones() {
-        let (_dir, workspace) = workspace();
-        fs::create_dir_all(workspace.root().join(".git")).unwrap();
-        write(&workspace, ".git/config", "needle\n");
-        write(&workspace, ".gitignore", "ignored.txt\n");
-        write(&workspace, "ignored.txt", "needle\n");
-        write(&workspace, "binary.bin", b"needle\n\0\x01\x02");
-        write(&workspace, ".hidden/file", "needle\n");
-        write(&workspace, "plain.txt", "needle\n");
-        let paths: Vec<String> = search(&workspace, "needle")
-            .unwrap()
-            .into_iter()
-            .map(|hit| hit.path.text)
-            .collect();
-        assert_eq!(paths, [".hidden/file", "plain.txt"]);
-    }
-
-    #[test]
-    fn search_should_cap_lines_per_file_and_line_length() {
-        let (_dir, workspace) = workspace();
-        write(&workspace, "many.txt", "x\n".repeat(50));
-        let long = format!("{}needle{}needle\n", "é".repeat(990), "a".repeat(3000));
-        write(&workspace, "long.txt", &long);
-        let found = search(&workspace, "x|needle").unwrap();
-        let many = found
-            .iter()
-            .filter(|hit| hit.path.text == "many.txt")
-            .count();
-        assert_eq!(many as u64, MAX_MATCHES_PER_FILE);
-        let long = found
-            .iter()
-            .find(|hit| hit.path.text == "long.txt")
-            .unwrap();
-        assert!(long.lines.text.ends_with("..."));
-        assert!(long.lines.text.len() <= MAX_LINE_BYTES + 3);
-        // The first match fits within the kept text, the second does not.
-        assert_eq!(long.submatches.len(), 1);
-        assert_eq!(long.submatches[0].start, 1980);
-    }
-
-    #[test]
-    fn search_should_reject_an_invalid_regex() {
-        let (_dir, workspace) = workspace();
-        let err = search(&workspace, "fn (").unwrap_err();
-        assert!(matches!(err, Error::InvalidPattern { .. }), "{err:?}");
-        assert!(err.to_string().contains("`pattern`"), "{err}");
-    }
-
-    #[test]
-    fn search_should_stop_when_cancelled() {
-        let (_dir, workspace) = workspace();
-        write(&workspace, "a.txt", "needle\n");
-        let found = workspace.search("needle", &AtomicBool::new(true)).unwrap();
-        assert!(found.is_empty());
-    }
-
-    fn find(workspace: &Workspace, query: &str, kind: Option<Kind>) -> Vec<String> {
-        let query = FindQuery {
-            query: query.to_owned(),
-            kind,
-            limit: DEFAULT_FIND_LIMIT,
-        };
-        workspace.find_files(&query, &AtomicBool::new(false))
-    }
-
-    #[test]
-    fn find_files_should_rank_word_starts_and_short_paths_first() {
-        let (_dir, workspace) = workspace();
-        for file in [
-            "README.md",
-            "agent.txt",
-            "opencode.json",
-            "src/main.rs",
-            "src/domain_info.rs",
-            "docs/guide/readme-old.md",
-            "src/fabric.rs",
-            "src/foo_bar.rs",
-        ] {
-            write(&workspace, file, "x");
-        }
-        assert_eq!(
-            find(&workspace, "READ", None),
-            ["README.md", "docs/guide/readme-old.md"]
-        );
-        assert_eq!(
-            find(&workspace, "main", None),
-            ["src/main.rs", "src/domain_info.rs"]
-        );
-        assert_eq!(
-            find(&workspace, "fb", Some(Kind::File))[..2],
-            ["src/foo_bar.rs", "src/fabric.rs"]
-        );
-        assert_eq!(find(&workspace, "src", Some(Kind::Directory)), ["src/"]);
-        assert_eq!(
-            find(&workspace, "src main", Some(Kind::File)),
-            ["src/main.rs", "src/domain_info.rs"]
-        );
-        assert!(find(&workspace, "zzz", None).is_empty());
-    }
-
-    #[test]
-    fn find_files_should_list_without_a_query_and_put_hidden_dirs_last() {
-        let (_dir, workspace) = workspace();
-        for file in [".config/x", "b/y", "a/z", "top.txt", "ignored/file"] {
-            write(&workspace, file, "x");
-        }
-        write(&workspace, ".ignore", "ignored/\n");
-        assert_eq!(find(&workspace, "", None), ["a/", "b/", ".config/"]);
-        assert_eq!(
-            find(&workspace, " ", Some(Kind::File)),
-            [".config/x", ".ignore", "a/z", "b/y", "top.txt"]
-        );
-        assert_eq!(find(&workspace, "c", Some(Kind::Directory)), [".config/"]);
-        assert_eq!(find(&workspace, ".c", Some(Kind::Directory)), [".config/"]);
-        let limited = FindQuery {
-            query: String::new(),
-            kind: Some(Kind::File),
-            limit: 2,
-        };
-        assert_eq!(
-            workspace.find_files(&limited, &AtomicBool::new(false)),
-            [".config/x", ".ignore"]
-        );
-    }
-
-    #[test]
-    fn parent_dirs_should_list_each_directory_once() {
-        let files = ["a/b/c.txt", "a/b/d.txt", "a/e.txt", "f.txt"].map(str::to_owned);
-        assert_eq!(parent_dirs(&files), ["a/b/", "a/"]);
-    }
-
     #[test]
     fn collate_should_ignore_case_and_put_lowercase_first_on_ties() {
         let mut names = vec!["b", "B", "a", "A", "_", "10", "9", "ä"];
         names.sort_by(|a, b| collate(a, b));
         assert_eq!(names, ["_", "10", "9", "a", "A", "b", "B", "ä"]);
-    }
-
-    fn git_available() -> bool {
-        std::process::Command::new("git")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    }
-
-    fn run_git(dir: &Path, args: &[&str]) {
-        let status = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
-
-    #[tokio::test]
-    async fn status_should_report_changes_against_head_and_untracked_files() {
-        if !git_available() {
-            eprintln!("skipped: git is not installed");
-            return;
-        }
-        let (_dir, workspace) = workspace();
-        let root = workspace.root();
-        run_git(root, &["init", "-q"]);
-        let procs = Procs::default();
-        // A repository without commits: staged files are new.
-        write(&workspace, "staged.txt", "one\ntwo\n");
-        run_git(root, &["add", "staged.txt"]);
-        assert_eq!(
-            status(root, &procs).await,
-            [FileStatus {
-                path: "staged.txt".to_owned(),
-                added: 2,
-                removed: 0,
-                status: Change::Added
-            }]
-        );
-        write(&workspace, "edit.txt", "a\nb\nc\n");
-        write(&workspace, "gone.txt", "x\ny\n");
-        write(&workspace, "sub/old name.txt", "same\n");
-        write(&workspace, ".gitignore", "*.log\n");
-        run_git(root, &["add", "."]);
-        run_git(root, &["commit", "-q", "-m", "init"]);
-
-        write(&workspace, "edit.txt", "a\nB\nc\nd\n");
-        fs::remove_file(root.join("gone.txt")).unwrap();
-        run_git(root, &["mv", "sub/old name.txt", "sub/new name.txt"]);
-        write(&workspace, "new.txt", "1\n2\n3");
-        write(&workspace, "bin.dat", b"\0\x01");
-        write(&workspace, "debug.log", "ignored\n");
-        let mut changes = status(root, &procs).await;
-        changes.sort_by(|a, b| a.path.cmp(&b.path));
-        let entry = |path: &str, added, removed, status| FileStatus {
-            path: path.to_owned(),
-            added,
-            removed,
-            status,
-        };
-        assert_eq!(
-            changes,
-            [
-                entry("bin.dat", 0, 0, Change::Added),
-                entry("edit.txt", 2, 1, Change::Modified),
-                entry("gone.txt", 0, 2, Change::Deleted),
-                entry("new.txt", 3, 0, Change::Added),
-                entry("sub/new name.txt", 1, 0, Change::Added),
-                entry("sub/old name.txt", 0, 1, Change::Deleted),
-            ]
-        );
-        // From a subdirectory, paths are relative to it and limited to it.
-        let sub = status(&root.join("sub"), &procs).await;
-        let paths: Vec<&str> = sub.iter().map(|change| change.path.as_str()).collect();
-        assert_eq!(paths, ["new name.txt", "old name.txt"]);
-    }
-
-    #[tokio::test]
-    async fn status_should_be_empty_outside_a_git_repository() {
-        let (_dir, workspace) = workspace();
-        write(&workspace, "a.txt", "x\n");
-        assert!(status(workspace.root(), &Procs::default()).await.is_empty());
     }
 }
