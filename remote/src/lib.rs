@@ -5,13 +5,16 @@
 //!
 //! # Layout
 //!
-//! Arrows point down only: `http → api → app → {agent, session, policy, tools}`, `agent →
-//! {policy, session, tools}`, `policy → session`; nothing imports `http` or `api`.
+//! Arrows point down only: `server → api → {http, app} → {agent, session, policy, tools} →
+//! opencode`, `agent → {policy, session, tools}`, `policy → session`; nothing imports
+//! `server` or `api` (a test checks it, see `tests/layout.rs`).
 //!
 //! - [`stdio`], [`handshake`], [`logging`]: the wire (fds 0/1 taken from the rest of the
 //!   process), the `protocol::handshake` server side, tracing that never touches stdout.
-//! - [`http`]: the hyper HTTP/2 server, its settings and the route table.
+//! - [`server`]: the hyper HTTP/2 server, its settings and the route table.
 //! - [`api`]: handlers per OpenCode area: decode the request, call a room, encode the answer.
+//! - [`http`]: what handlers take and give (request, bodies, JSON, SSE, query strings).
+//! - [`opencode`]: OpenCode's wire schema, typed; nothing else builds OpenCode JSON.
 //! - [`app`]: the shared state handlers reach the rooms through.
 //! - [`agent`]: runs on behalf of a session (today `!shell`).
 //! - [`session`]: the durable event log OpenCode replicates from, the event bus, ids, session
@@ -29,9 +32,10 @@ pub mod http;
 pub mod logging;
 pub mod opencode;
 pub mod policy;
+pub mod server;
 pub mod session;
 pub mod stdio;
 pub mod tools;
 
 pub use app::{App, Config};
-pub use http::serve;
+pub use server::serve;

@@ -16,7 +16,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::error::ApiError;
-use crate::http::{Body, BoxError, Req, ok, sse};
+use crate::http::sse;
+use crate::http::{Body, BoxError, Req, ok};
 
 const CHUNK: usize = 256 << 10;
 

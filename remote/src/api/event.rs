@@ -8,7 +8,8 @@ use http::Response;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::http::{Body, Req, ok, sse};
+use crate::http::sse;
+use crate::http::{Body, Req, ok};
 use crate::opencode::event::BusEvent;
 use crate::session::ids::{self, Order};
 

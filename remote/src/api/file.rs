@@ -198,7 +198,7 @@ mod tests {
         } else {
             format!("{path}?{query}")
         };
-        crate::http::testing::call(app, http::Method::GET, &uri, None).await
+        crate::server::testing::call(app, http::Method::GET, &uri, None).await
     }
 
     #[tokio::test]
@@ -339,7 +339,7 @@ mod tests {
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }
         let (status, _) =
-            crate::http::testing::call(&app, http::Method::POST, "/file/content?path=a", None)
+            crate::server::testing::call(&app, http::Method::POST, "/file/content?path=a", None)
                 .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }

@@ -16,7 +16,7 @@ use crate::opencode::part::{Finished, Part, PartKind, Started, TextPart, ToolPar
 use crate::opencode::session::Session;
 use crate::opencode::{Cost, Tokens};
 use crate::session::ids::{self, Order};
-use crate::session::store::Store;
+use crate::session::store::{INTERRUPTED_MESSAGE, INTERRUPTED_TOOL, Store};
 
 /// Writes one session's events.
 #[derive(Debug, Clone)]
@@ -90,13 +90,6 @@ impl Recorder {
         }
     }
 }
-
-/// The error of an assistant message whose run the end of the connection stopped.
-pub const INTERRUPTED_MESSAGE: &str = "The connection to the host ended while this was running";
-
-/// The error of a tool call the end of the connection stopped.
-pub const INTERRUPTED_TOOL: &str =
-    "The connection to the host ended while this command was running; it was stopped";
 
 /// What a `!shell` command was started with.
 #[derive(Debug, Clone)]

@@ -31,6 +31,13 @@ use crate::session::ids::{self, Order};
 mod lock;
 mod log;
 
+/// The error of an assistant message whose run the end of the connection stopped.
+pub const INTERRUPTED_MESSAGE: &str = "The connection to the host ended while this was running";
+
+/// The error of a tool call the end of the connection stopped.
+pub const INTERRUPTED_TOOL: &str =
+    "The connection to the host ended while this command was running; it was stopped";
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -281,7 +281,7 @@ fn serve_baseline(home: Option<PathBuf>) -> anyhow::Result<()> {
                         async move {
                             use http_body_util::BodyExt;
                             Ok::<_, Infallible>(
-                                remote::http::handle(app, req.map(BodyExt::boxed)).await,
+                                remote::server::handle(app, req.map(BodyExt::boxed)).await,
                             )
                         }
                     },

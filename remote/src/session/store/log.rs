@@ -11,8 +11,8 @@ use crate::opencode::message::{AssistantMessage, Message, MessageError};
 use crate::opencode::part::{Finished, Part, PartKind, ToolState};
 use crate::opencode::session::Session;
 
+use super::{INTERRUPTED_MESSAGE, INTERRUPTED_TOOL};
 use super::{StoreError, io_error};
-use crate::session::record::{INTERRUPTED_MESSAGE, INTERRUPTED_TOOL};
 
 /// Largest accepted line in a log file (a tool part with capped output stays far below).
 const MAX_LINE: usize = 16 << 20;
