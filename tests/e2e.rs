@@ -3,6 +3,7 @@ mod config_cli;
 mod foundation;
 mod h2_abuse;
 mod jump;
+mod layout;
 mod old_kernel;
 mod opencode;
 mod password;

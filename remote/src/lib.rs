@@ -5,36 +5,37 @@
 //!
 //! # Layout
 //!
-//! - [`stdio`]: takes fds 0/1 away from the rest of the process (they become `/dev/null`) and
-//!   wraps them as non-blocking async pipes.
-//! - [`handshake`]: the server side of `protocol::handshake`, including the manual-mode bypass
-//!   when the first bytes are the HTTP/2 preface.
-//! - [`http`]: the hyper HTTP/2 server, its settings and the router.
-//! - [`procs`]: every child process the stub starts, so they can all be killed on exit.
-//! - [`ids`], [`bus`], [`store`]: OpenCode-format ids, the event bus behind the SSE streams, and
-//!   the durable per-session event log OpenCode replicates from.
-//! - [`sessions`], [`shell`]: session records and `!shell` commands.
-//! - [`files`]: listing, reading, git status and searching the workspace (no external tools).
-//! - [`policy`], [`approvals`], [`permissions`]: which paths a command touches, the roots a
-//!   workspace approved, and the pending permission requests.
-//! - [`logging`]: tracing to the log file and stderr, never stdout.
+//! Arrows point down only: `server → api → {http, app} → {agent, session, policy, tools} →
+//! opencode`, `agent → {policy, session, tools}`, `policy → session`; nothing imports
+//! `server` or `api` (a test checks it, see `tests/layout.rs`).
+//!
+//! - [`stdio`], [`handshake`], [`logging`]: the wire (fds 0/1 taken from the rest of the
+//!   process), the `protocol::handshake` server side, tracing that never touches stdout.
+//! - [`server`]: the hyper HTTP/2 server, its settings and the route table.
+//! - [`api`]: handlers per OpenCode area: decode the request, call a room, encode the answer.
+//! - [`http`]: what handlers take and give (request, bodies, JSON, SSE, query strings).
+//! - [`opencode`]: OpenCode's wire schema, typed; nothing else builds OpenCode JSON.
+//! - [`app`]: the shared state handlers reach the rooms through.
+//! - [`agent`]: runs on behalf of a session (today `!shell`).
+//! - [`session`]: the durable event log OpenCode replicates from, the event bus, ids, session
+//!   records and busy sessions.
+//! - [`policy`]: which paths a command touches, approved roots, pending permission requests.
+//! - [`tools`]: execution only: child processes, the file system, search and git.
 //! - [`error`]: `ApiError`, the one place where failures become HTTP responses.
 
-pub mod approvals;
-pub mod bus;
+pub mod agent;
+pub mod api;
+pub mod app;
 pub mod error;
-pub mod files;
 pub mod handshake;
 pub mod http;
-pub mod ids;
 pub mod logging;
-pub mod permissions;
+pub mod opencode;
 pub mod policy;
-pub mod procs;
-pub mod sessions;
-pub mod shell;
+pub mod server;
+pub mod session;
 pub mod stdio;
-pub mod store;
-pub mod vcs;
+pub mod tools;
 
-pub use http::{App, Config, serve};
+pub use app::{App, Config};
+pub use server::serve;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use remote::handshake::{self, HostInfo};
-use remote::procs::Procs;
+use remote::tools::procs::Procs;
 use remote::{App, Config, stdio};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -197,9 +197,9 @@ async fn serve_stdio(
     let app = App::new(config, host, procs, shutdown.clone());
     let io = tokio::io::join(accepted.replay.chain(reader), writer);
     let result = remote::serve(io, app.clone()).await;
-    shutdown.cancel();
-    // Commands still running cannot report anywhere now; their events end here.
-    app.sync_store();
+    // Commands still running cannot report anywhere now: stop them, give their last events a
+    // moment to reach the log, and flush it.
+    app.close(Duration::from_millis(500)).await;
     match result {
         Ok(()) => {
             tracing::info!("client closed the connection");

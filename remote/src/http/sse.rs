@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-use super::{Body, BoxError};
+use crate::http::{Body, BoxError};
 
 /// Encodes one event. `data` may span lines; each line gets its own `data:` field.
 pub fn encode(event: Option<&str>, id: Option<&str>, data: &str) -> Bytes {

@@ -256,7 +256,7 @@ fn serve_baseline(home: Option<PathBuf>) -> anyhow::Result<()> {
         let app = remote::App::new(
             config,
             HostInfo::current(home),
-            remote::procs::Procs::default(),
+            remote::tools::procs::Procs::default(),
             tokio_util::sync::CancellationToken::new(),
         );
         {
@@ -275,10 +275,17 @@ fn serve_baseline(home: Option<PathBuf>) -> anyhow::Result<()> {
             let _ignored = stream.set_nodelay(true);
             let app = app.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(req).await) }
-                });
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let app = app.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            Ok::<_, Infallible>(
+                                remote::server::handle(app, req.map(BodyExt::boxed)).await,
+                            )
+                        }
+                    },
+                );
                 let _ignored = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service)

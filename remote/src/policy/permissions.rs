@@ -3,50 +3,21 @@
 //! A shell command whose working directory or path operands fall outside the roots this
 //! workspace approved creates a request (`permission.asked` on the bus, listed by
 //! `GET /permission`) and waits for the user's answer: `once` runs it, `always` also persists
-//! the roots for the workspace (see [`crate::approvals`]), `reject` ends the tool with an error.
+//! the roots for the workspace (see [`crate::policy::approvals`]), `reject` ends the tool with an error.
 //! Nothing here ever answers a request by itself.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::bus::Bus;
-use crate::ids::{self, Order};
-
-/// The user's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    /// Allow this one command.
-    Once,
-    /// Allow and remember the roots for this workspace.
-    Always,
-    /// Refuse.
-    Reject,
-}
-
-impl Reply {
-    /// Parses OpenCode's reply strings (and the legacy `response` values).
-    pub fn parse(text: &str) -> Option<Reply> {
-        match text {
-            "once" => Some(Reply::Once),
-            "always" => Some(Reply::Always),
-            "reject" => Some(Reply::Reject),
-            _ => None,
-        }
-    }
-
-    /// The wire string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reply::Once => "once",
-            Reply::Always => "always",
-            Reply::Reject => "reject",
-        }
-    }
-}
+use crate::opencode::event::BusEvent;
+pub use crate::opencode::permission::Reply;
+use crate::opencode::permission::{PermissionRequest, ToolRef};
+use crate::session::bus::Bus;
+use crate::session::ids::{self, Order};
 
 /// What the waiting command receives.
 #[derive(Debug, Clone)]
@@ -58,7 +29,7 @@ pub struct Answer {
 }
 
 struct Pending {
-    request: Value,
+    request: PermissionRequest,
     roots: Vec<PathBuf>,
     tx: oneshot::Sender<Answer>,
 }
@@ -121,24 +92,31 @@ impl Permissions {
             .iter()
             .map(|r| format!("{}/**", r.display()))
             .collect();
-        let request = json!({
-            "id": id,
-            "sessionID": ask.session_id,
-            "permission": "external_directory",
-            "patterns": ask.paths,
+        let metadata = json!({
             // OpenCode's prompt is titled with parentDir (else filepath, else the first
             // pattern's directory).
-            "metadata": {
-                "parentDir": always.first().map(|r| r.trim_end_matches("/**")),
-                "filepath": ask.paths.first(),
-                "command": ask.command,
-                "paths": ask.paths,
-                "roots": always,
-                "reason": "the command reaches paths this workspace has not approved",
-            },
-            "always": always,
-            "tool": { "messageID": ask.message_id, "callID": ask.call_id },
+            "parentDir": always.first().map(|r| r.trim_end_matches("/**")),
+            "filepath": ask.paths.first(),
+            "command": ask.command,
+            "paths": ask.paths,
+            "roots": always,
+            "reason": "the command reaches paths this workspace has not approved",
         });
+        let request = PermissionRequest {
+            id: id.clone(),
+            session_id: ask.session_id,
+            permission: "external_directory".into(),
+            patterns: ask.paths,
+            metadata: match metadata {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            always,
+            tool: Some(ToolRef {
+                message_id: ask.message_id,
+                call_id: ask.call_id,
+            }),
+        };
         let (tx, rx) = oneshot::channel();
         self.lock().insert(
             id.clone(),
@@ -148,7 +126,7 @@ impl Permissions {
                 tx,
             },
         );
-        bus.event("permission.asked", request);
+        bus.emit(&BusEvent::PermissionAsked(request));
         (id, rx)
     }
 
@@ -158,21 +136,19 @@ impl Permissions {
     }
 
     /// Pending requests, oldest first.
-    pub fn list(&self) -> Vec<Value> {
+    pub fn list(&self) -> Vec<PermissionRequest> {
         self.lock().values().map(|p| p.request.clone()).collect()
     }
 
     /// Answers a request. `None` when it does not exist (any more).
     pub fn reply(&self, bus: &Bus, id: &str, answer: Answer) -> Option<Resolved> {
         let pending = self.lock().remove(id)?;
-        let session_id = pending.request["sessionID"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        bus.event(
-            "permission.replied",
-            json!({ "sessionID": session_id, "requestID": id, "reply": answer.reply.as_str() }),
-        );
+        let session_id = pending.request.session_id.clone();
+        bus.emit(&BusEvent::PermissionReplied {
+            session_id: session_id.clone(),
+            request_id: id.to_owned(),
+            reply: answer.reply,
+        });
         // The waiting command may have been aborted meanwhile; then nobody listens.
         let _ignored = pending.tx.send(answer.clone());
         Some(Resolved {
@@ -187,7 +163,7 @@ impl Permissions {
         let ids: Vec<String> = self
             .lock()
             .iter()
-            .filter(|(_, p)| p.request["sessionID"] == session_id)
+            .filter(|(_, p)| p.request.session_id == session_id)
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
@@ -237,7 +213,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(permissions.list().len(), 1);
-        let metadata = &permissions.list()[0]["metadata"];
+        let metadata = &permissions.list()[0].metadata;
         assert_eq!(metadata["parentDir"], "/etc");
         assert_eq!(metadata["filepath"], "/etc/hosts");
 

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::files::{self, Change};
-use crate::procs::Procs;
+use crate::tools::git::{self, Change};
+use crate::tools::procs::Procs;
 
 /// Patch bytes `/vcs/diff` returns in total; files beyond it come without `patch` (their counts
 /// stay), so a huge change cannot make an answer the TUI chokes on. (A diff whose whole `git`
@@ -71,7 +71,7 @@ async fn default_branch(dir: &Path, procs: &Procs) -> Option<(String, String)> {
         "--short",
         "refs/remotes/origin/HEAD",
     ];
-    if let Some(out) = files::git(dir, procs, &remote_head).await {
+    if let Some(out) = git::git(dir, procs, &remote_head).await {
         let reference = String::from_utf8_lossy(&out).trim().to_owned();
         if !reference.is_empty() {
             let name = reference
@@ -84,7 +84,7 @@ async fn default_branch(dir: &Path, procs: &Procs) -> Option<(String, String)> {
     for candidate in ["main", "master"] {
         let verify = format!("refs/heads/{candidate}");
         let args = ["rev-parse", "--verify", "--quiet", verify.as_str()];
-        if files::git(dir, procs, &args).await.is_some() {
+        if git::git(dir, procs, &args).await.is_some() {
             return Some((candidate.to_owned(), candidate.to_owned()));
         }
     }
@@ -92,14 +92,14 @@ async fn default_branch(dir: &Path, procs: &Procs) -> Option<(String, String)> {
 }
 
 async fn current_branch(dir: &Path, procs: &Procs) -> Option<String> {
-    let out = files::git(dir, procs, &["rev-parse", "--abbrev-ref", "HEAD"]).await?;
+    let out = git::git(dir, procs, &["rev-parse", "--abbrev-ref", "HEAD"]).await?;
     let branch = String::from_utf8_lossy(&out).trim().to_owned();
     (!branch.is_empty()).then_some(branch)
 }
 
 /// `GET /vcs`: empty outside a git work tree.
 pub async fn info(dir: &Path, procs: &Procs) -> Info {
-    if files::head_or_empty_tree(dir, procs).await.is_none() {
+    if git::head_or_empty_tree(dir, procs).await.is_none() {
         return Info::default();
     }
     let (branch, default) = tokio::join!(current_branch(dir, procs), default_branch(dir, procs));
@@ -111,7 +111,7 @@ pub async fn info(dir: &Path, procs: &Procs) -> Info {
 
 /// `GET /vcs/status`: uncommitted changes, sorted by path.
 pub async fn status(dir: &Path, procs: &Procs) -> Vec<FileStatus> {
-    let mut changes = files::status(dir, procs).await;
+    let mut changes = git::status(dir, procs).await;
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     changes
         .into_iter()
@@ -130,7 +130,7 @@ pub async fn diff(dir: &Path, procs: &Procs, mode: Mode, context: Option<u32>) -
     let Some(base) = diff_base(dir, procs, mode).await else {
         return Vec::new();
     };
-    let Some(mut changes) = files::changes_since(dir, procs, &base).await else {
+    let Some(mut changes) = git::changes_since(dir, procs, &base).await else {
         return Vec::new();
     };
     changes.sort_by(|a, b| a.path.cmp(&b.path));
@@ -155,7 +155,7 @@ pub async fn diff(dir: &Path, procs: &Procs, mode: Mode, context: Option<u32>) -
         base.as_str(),
         "--",
     ];
-    let tracked = files::git(dir, procs, &args)
+    let tracked = git::git(dir, procs, &args)
         .await
         .map(|out| split_patches(&String::from_utf8_lossy(&out)))
         .unwrap_or_default();
@@ -189,7 +189,7 @@ pub async fn diff(dir: &Path, procs: &Procs, mode: Mode, context: Option<u32>) -
 }
 
 async fn diff_base(dir: &Path, procs: &Procs, mode: Mode) -> Option<String> {
-    let head = files::head_or_empty_tree(dir, procs).await?;
+    let head = git::head_or_empty_tree(dir, procs).await?;
     match mode {
         Mode::Git => Some(head),
         Mode::Branch => {
@@ -197,7 +197,7 @@ async fn diff_base(dir: &Path, procs: &Procs, mode: Mode) -> Option<String> {
             if current_branch(dir, procs).await.as_deref() == Some(name.as_str()) {
                 return None;
             }
-            let out = files::git(dir, procs, &["merge-base", "HEAD", reference.as_str()]).await?;
+            let out = git::git(dir, procs, &["merge-base", "HEAD", reference.as_str()]).await?;
             let base = String::from_utf8_lossy(&out).trim().to_owned();
             (!base.is_empty()).then_some(base)
         }

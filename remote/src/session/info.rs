@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::{self, Order};
-
-/// The OpenCode version whose session schema the stub writes.
-pub const OPENCODE_VERSION: &str = "1.18.33";
+use crate::error::ApiError;
+use crate::opencode::session::{Session, SessionModel, SessionTime, Status};
+use crate::opencode::{self, Cost, Object, Tokens};
+use crate::session::ids::{self, Order};
+use crate::session::limits;
 
 /// Body of `POST /session`.
 #[derive(Debug, Default, Deserialize)]
@@ -24,9 +25,9 @@ pub struct CreateSession {
     /// Agent name.
     pub agent: Option<String>,
     /// Model `{id, providerID, variant?}`.
-    pub model: Option<Value>,
+    pub model: Option<SessionModel>,
     /// Free-form metadata.
-    pub metadata: Option<Value>,
+    pub metadata: Option<Object>,
     /// Permission ruleset.
     pub permission: Option<Value>,
     /// Workspace id (must be ours when given).
@@ -41,7 +42,7 @@ pub struct UpdateSession {
     /// New title.
     pub title: Option<String>,
     /// New metadata.
-    pub metadata: Option<Value>,
+    pub metadata: Option<Object>,
     /// New permission ruleset.
     pub permission: Option<Value>,
     /// `{archived?}`.
@@ -54,6 +55,59 @@ pub struct UpdateSession {
 pub struct UpdateTime {
     /// Archive timestamp (ms).
     pub archived: Option<f64>,
+}
+
+impl CreateSession {
+    /// Refuses fields beyond [`limits`].
+    ///
+    /// # Errors
+    ///
+    /// 400 naming the field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(parent) = &self.parent_id {
+            limits::id("parentID", parent, "ses")?;
+        }
+        if let Some(title) = &self.title {
+            limits::text("title", title, limits::MAX_TITLE)?;
+        }
+        if let Some(agent) = &self.agent {
+            limits::name("agent", agent)?;
+        }
+        if let Some(model) = &self.model {
+            limits::name("model.id", &model.id)?;
+            limits::name("model.providerID", &model.provider_id)?;
+            if let Some(variant) = &model.variant {
+                limits::name("model.variant", variant)?;
+            }
+        }
+        if let Some(metadata) = &self.metadata {
+            limits::object("metadata", metadata, limits::MAX_OBJECT)?;
+        }
+        if let Some(permission) = &self.permission {
+            limits::object("permission", permission, limits::MAX_OBJECT)?;
+        }
+        Ok(())
+    }
+}
+
+impl UpdateSession {
+    /// Refuses fields beyond [`limits`].
+    ///
+    /// # Errors
+    ///
+    /// 400 naming the field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(title) = &self.title {
+            limits::text("title", title, limits::MAX_TITLE)?;
+        }
+        if let Some(metadata) = &self.metadata {
+            limits::object("metadata", metadata, limits::MAX_OBJECT)?;
+        }
+        if let Some(permission) = &self.permission {
+            limits::object("permission", permission, limits::MAX_OBJECT)?;
+        }
+        Ok(())
+    }
 }
 
 const ADJECTIVES: [&str; 16] = [
@@ -103,69 +157,57 @@ pub fn new_info(
     project_id: &str,
     workspace_id: &str,
     directory: &str,
-) -> Value {
+) -> Session {
     let now = ids::now_ms();
-    let mut info = Map::new();
-    info.insert("id".into(), json!(ids::new("ses", Order::Descending)));
-    info.insert(
-        "slug".into(),
-        json!(format!(
+    Session {
+        id: ids::new("ses", Order::Descending),
+        slug: format!(
             "{}-{}",
             ADJECTIVES[random_index(ADJECTIVES.len())],
             NOUNS[random_index(NOUNS.len())]
-        )),
-    );
-    info.insert("version".into(), json!(OPENCODE_VERSION));
-    info.insert("projectID".into(), json!(project_id));
-    info.insert("directory".into(), json!(directory));
-    info.insert("path".into(), json!(""));
-    if !workspace_id.is_empty() {
-        info.insert("workspaceID".into(), json!(workspace_id));
+        ),
+        version: opencode::VERSION.to_owned(),
+        project_id: project_id.to_owned(),
+        directory: directory.to_owned(),
+        path: Some(String::new()),
+        workspace_id: (!workspace_id.is_empty()).then(|| workspace_id.to_owned()),
+        parent_id: body.parent_id.clone(),
+        title: body
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("New session - {}", iso8601(now))),
+        agent: body.agent.clone(),
+        model: body.model.clone(),
+        metadata: body.metadata.clone(),
+        permission: body.permission.clone(),
+        summary: None,
+        share: None,
+        revert: None,
+        cost: Some(Cost::default()),
+        tokens: Some(Tokens::default()),
+        time: SessionTime {
+            created: now,
+            updated: now,
+            ..SessionTime::default()
+        },
     }
-    if let Some(parent) = &body.parent_id {
-        info.insert("parentID".into(), json!(parent));
-    }
-    let title = body
-        .title
-        .clone()
-        .unwrap_or_else(|| format!("New session - {}", iso8601(now)));
-    info.insert("title".into(), json!(title));
-    if let Some(agent) = &body.agent {
-        info.insert("agent".into(), json!(agent));
-    }
-    if let Some(model) = &body.model {
-        info.insert("model".into(), model.clone());
-    }
-    if let Some(metadata) = &body.metadata {
-        info.insert("metadata".into(), metadata.clone());
-    }
-    if let Some(permission) = &body.permission {
-        info.insert("permission".into(), permission.clone());
-    }
-    info.insert("cost".into(), json!(0));
-    info.insert(
-        "tokens".into(),
-        json!({ "input": 0, "output": 0, "reasoning": 0, "cache": { "read": 0, "write": 0 } }),
-    );
-    info.insert("time".into(), json!({ "created": now, "updated": now }));
-    Value::Object(info)
 }
 
 /// Applies a `PATCH` body to an info, bumping `time.updated`.
-pub fn updated_info(mut info: Value, body: &UpdateSession) -> Value {
+pub fn updated_info(mut info: Session, body: &UpdateSession) -> Session {
     if let Some(title) = &body.title {
-        info["title"] = json!(title);
+        info.title.clone_from(title);
     }
     if let Some(metadata) = &body.metadata {
-        info["metadata"] = metadata.clone();
+        info.metadata = Some(metadata.clone());
     }
     if let Some(permission) = &body.permission {
-        info["permission"] = permission.clone();
+        info.permission = Some(permission.clone());
     }
     if let Some(archived) = body.time.as_ref().and_then(|t| t.archived) {
-        info["time"]["archived"] = json!(archived);
+        info.time.archived = Some(archived);
     }
-    info["time"]["updated"] = json!(ids::now_ms());
+    info.time.updated = ids::now_ms();
     info
 }
 
@@ -224,13 +266,11 @@ impl Runs {
     }
 
     /// `GET /session/status`: busy sessions only.
-    pub fn status(&self) -> Value {
-        let busy = self.lock();
-        Value::Object(
-            busy.keys()
-                .map(|id| (id.clone(), json!({ "type": "busy" })))
-                .collect(),
-        )
+    pub fn status(&self) -> std::collections::BTreeMap<String, Status> {
+        self.lock()
+            .keys()
+            .map(|id| (id.clone(), Status::Busy))
+            .collect()
     }
 }
 
@@ -256,6 +296,7 @@ mod tests {
             "wrk_1",
             "/srv",
         );
+        let info = serde_json::to_value(info).unwrap();
         for key in [
             "id",
             "slug",
@@ -271,13 +312,8 @@ mod tests {
         assert_eq!(info["workspaceID"], "wrk_1");
         assert_eq!(info["path"], "");
         let default_title = new_info(&CreateSession::default(), "p", "", "/");
-        assert!(
-            default_title["title"]
-                .as_str()
-                .unwrap()
-                .starts_with("New session - 20")
-        );
-        assert!(default_title.get("workspaceID").is_none());
+        assert!(default_title.title.starts_with("New session - 20"));
+        assert!(default_title.workspace_id.is_none());
     }
 
     #[test]
@@ -286,11 +322,14 @@ mod tests {
         let root = CancellationToken::new();
         let guard = runs.start("ses_a", &root).unwrap();
         assert!(runs.start("ses_a", &root).is_none());
-        assert_eq!(runs.status(), json!({ "ses_a": { "type": "busy" } }));
+        assert_eq!(
+            serde_json::to_value(runs.status()).unwrap(),
+            serde_json::json!({ "ses_a": { "type": "busy" } })
+        );
         assert!(runs.abort("ses_a"));
         assert!(guard.cancel.is_cancelled());
         drop(guard);
         assert!(!runs.abort("ses_a"));
-        assert_eq!(runs.status(), json!({}));
+        assert!(runs.status().is_empty());
     }
 }

@@ -12,17 +12,18 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::http::sse;
+use crate::opencode::event::{BusEvent, Row};
+use crate::session::ids::{self, Order};
 
 /// How many events a subscriber may lag behind before it is cut off.
 const CAPACITY: usize = 4096;
 
-/// One published event, pre-encoded as SSE frames.
+/// One published event, serialised as JSON (one line, no newline).
 #[derive(Debug)]
 pub struct Published {
-    /// SSE frame for `/global/event`.
+    /// The global envelope, for `/global/event`.
     pub global: Bytes,
-    /// SSE frame for `/event`.
+    /// The bare payload, for `/event`; empty for events that stream does not carry.
     pub instance: Bytes,
 }
 
@@ -53,7 +54,7 @@ impl Bus {
     }
 
     /// Wraps a payload in the global envelope.
-    pub fn envelope(&self, payload: &Value) -> Value {
+    fn envelope(&self, payload: &Value) -> Value {
         let mut envelope = json!({ "directory": &*self.directory, "payload": payload });
         if !self.project.is_empty() {
             envelope["project"] = json!(&*self.project);
@@ -64,37 +65,32 @@ impl Bus {
         envelope
     }
 
-    /// Publishes a payload (`{"id","type","properties"}` or a sync payload). Returns silently
-    /// when nobody listens.
-    pub fn publish(&self, payload: Value) {
-        // Sync payloads exist only in the global stream (OpenCode's per-instance /event never
-        // carries them): the instance form stays empty and /event skips it.
-        let instance = if payload["type"] == "sync" {
-            Bytes::new()
-        } else {
-            sse::encode(None, None, &payload.to_string())
-        };
+    /// Publishes a payload in both forms (`instance: false`: the global stream only). Returns
+    /// silently when nobody listens.
+    fn publish(&self, payload: &Value, instance: bool) {
         let published = Published {
-            global: sse::encode(None, None, &self.envelope(&payload).to_string()),
-            instance,
+            global: Bytes::from(self.envelope(payload).to_string()),
+            instance: if instance {
+                Bytes::from(payload.to_string())
+            } else {
+                Bytes::new()
+            },
         };
         // An error only means there are no subscribers right now.
         let _no_subscribers = self.tx.send(Arc::new(published));
     }
 
-    /// Publishes a bus event `{id, type, properties}` with a fresh `evt_` id.
-    pub fn event(&self, kind: &str, properties: Value) {
-        self.publish(json!({
-            "id": crate::ids::new("evt", crate::ids::Order::Ascending),
-            "type": kind,
-            "properties": properties,
-        }));
+    /// Publishes a bus-only event with a fresh `evt_` id.
+    pub fn emit(&self, event: &BusEvent) {
+        self.publish(&event.payload(&ids::new("evt", Order::Ascending)), true);
     }
 
-    /// A payload that is not tied to this directory (heartbeat, connected) in the global form
-    /// OpenCode sends for them: `{"payload": …}` only.
-    pub fn bare(payload: &Value) -> Bytes {
-        sse::encode(None, None, &json!({ "payload": payload }).to_string())
+    /// Publishes a stored durable event: its bus form, then its sync form (same id). Sync
+    /// payloads exist only in the global stream (OpenCode's per-instance `/event` never
+    /// carries them).
+    pub fn publish_row(&self, row: &Row) {
+        self.publish(&row.bus_payload(), true);
+        self.publish(&row.sync_payload(), false);
     }
 }
 
@@ -106,11 +102,11 @@ mod tests {
     async fn publish_should_reach_subscribers_in_both_forms() {
         let bus = Bus::new("/srv", "proj", "wrk_1");
         let mut rx = bus.subscribe();
-        bus.event("session.idle", json!({ "sessionID": "ses_x" }));
+        bus.emit(&BusEvent::SessionIdle {
+            session_id: "ses_x".into(),
+        });
         let published = rx.recv().await.unwrap();
-        let global = std::str::from_utf8(&published.global).unwrap();
-        let envelope: Value =
-            serde_json::from_str(global.trim().strip_prefix("data: ").unwrap()).unwrap();
+        let envelope: Value = serde_json::from_slice(&published.global).unwrap();
         assert_eq!(envelope["directory"], "/srv");
         assert_eq!(envelope["project"], "proj");
         assert_eq!(envelope["workspace"], "wrk_1");
@@ -121,9 +117,7 @@ mod tests {
                 .unwrap()
                 .starts_with("evt_")
         );
-        let instance = std::str::from_utf8(&published.instance).unwrap();
-        let payload: Value =
-            serde_json::from_str(instance.trim().strip_prefix("data: ").unwrap()).unwrap();
+        let payload: Value = serde_json::from_slice(&published.instance).unwrap();
         assert_eq!(payload, envelope["payload"]);
     }
 
@@ -132,7 +126,7 @@ mod tests {
         let bus = Bus::new("/srv", "", "");
         let mut rx = bus.subscribe();
         for _ in 0..CAPACITY + 10 {
-            bus.event("x", json!({}));
+            bus.emit(&BusEvent::ServerHeartbeat {});
         }
         assert!(matches!(
             rx.recv().await,

@@ -1,7 +1,6 @@
 //! OpenCode's file routes (SPEC §6 (iv)): `GET /file`, `/file/content`, `/file/status`,
-//! `/find`, `/find/file` and `/find/symbol`, and the git views `/vcs`, `/vcs/status`,
-//! `/vcs/diff`. Thin handlers: parse the query, run
-//! [`crate::files`] (on a blocking thread where it touches the disk), encode JSON.
+//! `/find`, `/find/file` and `/find/symbol`. Thin handlers: parse the query, run
+//! [`crate::tools::fs`] (on a blocking thread where it touches the disk), encode JSON.
 //!
 //! Errors: a missing or invalid query parameter is 400 naming it, a path outside the workspace
 //! 403, a missing one 404, a file over [`files::MAX_READ_BYTES`] 413. The `directory` and
@@ -11,125 +10,75 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use protocol::api::{ErrorBody, ErrorData};
 
-use super::{App, Body, json_response};
 use crate::error::ApiError;
-use crate::files::{self, FindQuery, Kind, Workspace};
-use crate::vcs;
+use crate::http::query::Query;
+use crate::http::{Body, Req, json_response, ok};
+use crate::tools::find::{self, FindQuery};
+use crate::tools::fs::{self as files, Kind, Workspace};
+use crate::tools::git;
 
-const ROUTES: [&str; 9] = [
-    "/file",
-    "/file/content",
-    "/file/status",
-    "/find",
-    "/find/file",
-    "/find/symbol",
-    "/vcs",
-    "/vcs/status",
-    "/vcs/diff",
-];
+fn workspace(req: &Req) -> Workspace {
+    Workspace::new(req.app.config().directory.clone())
+}
 
-/// Handles the file and find routes; `Ok(None)` when `path` is not one of them. `query` is the
-/// raw query string, without the `?`.
-///
-/// # Errors
-///
-/// 405 for methods other than GET, 400/403/404 as described in the module docs, 500 when the
-/// disk fails.
-pub async fn route(
-    app: &App,
-    method: &Method,
-    path: &str,
-    query: &str,
-) -> Result<Option<Response<Body>>, ApiError> {
-    if !ROUTES.contains(&path) {
-        return Ok(None);
+/// `GET /file?path=`: a directory listing.
+pub async fn list(req: Req) -> Result<Response<Body>, ApiError> {
+    let requested = req.query.required("path")?;
+    let workspace = workspace(&req);
+    let nodes = blocking(move |_| workspace.list(&requested))
+        .await?
+        .map_err(api_error)?;
+    ok(&nodes)
+}
+
+/// `GET /file/content?path=`: a file's text (or base64 for binary files).
+pub async fn content(req: Req) -> Result<Response<Body>, ApiError> {
+    let requested = req.query.required("path")?;
+    let workspace = workspace(&req);
+    match blocking(move |_| workspace.read(&requested)).await? {
+        Ok(content) => ok(&content),
+        Err(err @ files::Error::TooLarge { .. }) => Ok(too_large(&err)),
+        Err(err) => Err(api_error(err)),
     }
-    if method != Method::GET {
-        return Err(ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            path: path.to_owned(),
-        });
-    }
-    let params = Params::parse(query)?;
-    let workspace = Workspace::new(app.config().directory.clone());
-    let response = match path {
-        "/file" => {
-            let requested = params.required("path")?;
-            let nodes = blocking(move |_| workspace.list(&requested))
-                .await?
-                .map_err(api_error)?;
-            json_response(StatusCode::OK, &nodes)
-        }
-        "/file/content" => {
-            let requested = params.required("path")?;
-            match blocking(move |_| workspace.read(&requested)).await? {
-                Ok(content) => json_response(StatusCode::OK, &content),
-                Err(err @ files::Error::TooLarge { .. }) => too_large(&err),
-                Err(err) => return Err(api_error(err)),
-            }
-        }
-        "/file/status" => {
-            let changes = files::status(&app.config().directory, app.procs()).await;
-            json_response(StatusCode::OK, &changes)
-        }
-        "/vcs" => json_response(
-            StatusCode::OK,
-            &vcs::info(&app.config().directory, app.procs()).await,
-        ),
-        "/vcs/status" => json_response(
-            StatusCode::OK,
-            &vcs::status(&app.config().directory, app.procs()).await,
-        ),
-        "/vcs/diff" => {
-            let mode = match params.required("mode")?.as_str() {
-                "git" => vcs::Mode::Git,
-                "branch" => vcs::Mode::Branch,
-                other => {
-                    return Err(ApiError::BadRequest(format!(
-                        "query parameter `mode` must be `git` or `branch`, got `{other}`"
-                    )));
-                }
-            };
-            let context = match params.get("context") {
-                None => None,
-                Some(value) => Some(value.parse::<u32>().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "query parameter `context` must be a non-negative integer, got `{value}`"
-                    ))
-                })?),
-            };
-            let diff = vcs::diff(&app.config().directory, app.procs(), mode, context).await;
-            json_response(StatusCode::OK, &diff)
-        }
-        "/find" => {
-            let pattern = params.required("pattern")?;
-            let found = blocking(move |cancel| workspace.search(&pattern, cancel))
-                .await?
-                .map_err(api_error)?;
-            json_response(StatusCode::OK, &found)
-        }
-        "/find/file" => {
-            let query = find_query(&params)?;
-            let found = blocking(move |cancel| Ok(workspace.find_files(&query, cancel)))
-                .await?
-                .map_err(api_error)?;
-            json_response(StatusCode::OK, &found)
-        }
-        // No language servers run on the host.
-        _ => {
-            params.required("query")?;
-            json_response(StatusCode::OK, &[(); 0])
-        }
-    };
-    Ok(Some(response))
+}
+
+/// `GET /file/status`: changed files (git).
+pub async fn status(req: Req) -> Result<Response<Body>, ApiError> {
+    ok(&git::status(&req.app.config().directory, req.app.procs()).await)
+}
+
+/// `GET /find?pattern=`: text search.
+pub async fn search(req: Req) -> Result<Response<Body>, ApiError> {
+    let pattern = req.query.required("pattern")?;
+    let workspace = workspace(&req);
+    let found = blocking(move |cancel| workspace.search(&pattern, cancel))
+        .await?
+        .map_err(api_error)?;
+    ok(&found)
+}
+
+/// `GET /find/file?query=`: fuzzy file and directory names.
+pub async fn find(req: Req) -> Result<Response<Body>, ApiError> {
+    let query = find_query(&req.query)?;
+    let workspace = workspace(&req);
+    let found = blocking(move |cancel| Ok(workspace.find_files(&query, cancel)))
+        .await?
+        .map_err(api_error)?;
+    ok(&found)
+}
+
+/// `GET /find/symbol?query=`: no language servers run on the host.
+pub async fn symbols(req: Req) -> Result<Response<Body>, ApiError> {
+    req.query.required("query")?;
+    ok(&[(); 0])
 }
 
 /// `query` (required), `dirs` (`true`|`false`, default `true`), `type` (`file`|`directory`,
 /// overrides `dirs`), `limit` (1–200, default 10).
-fn find_query(params: &Params) -> Result<FindQuery, ApiError> {
+fn find_query(params: &Query) -> Result<FindQuery, ApiError> {
     let query = params.required("query")?;
     let dirs = params.flag("dirs", true)?;
     let kind = match params.get("type") {
@@ -143,15 +92,15 @@ fn find_query(params: &Params) -> Result<FindQuery, ApiError> {
         }
     };
     let limit = match params.get("limit") {
-        None => files::DEFAULT_FIND_LIMIT,
+        None => find::DEFAULT_FIND_LIMIT,
         Some(value) => value
             .parse::<usize>()
             .ok()
-            .filter(|limit| (1..=files::MAX_FIND_LIMIT).contains(limit))
+            .filter(|limit| (1..=find::MAX_FIND_LIMIT).contains(limit))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "query parameter `limit` must be an integer from 1 to {}, got `{value}`",
-                    files::MAX_FIND_LIMIT
+                    find::MAX_FIND_LIMIT
                 ))
             })?,
     };
@@ -207,81 +156,13 @@ fn too_large(err: &files::Error) -> Response<Body> {
     json_response(StatusCode::PAYLOAD_TOO_LARGE, &body)
 }
 
-/// Decoded query parameters (`application/x-www-form-urlencoded`, as `URLSearchParams`).
-#[derive(Debug)]
-pub(super) struct Params(Vec<(String, String)>);
-
-impl Params {
-    pub(super) fn parse(query: &str) -> Result<Params, ApiError> {
-        let mut pairs = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = decode(key).ok_or_else(|| {
-                ApiError::BadRequest(format!("query parameter name `{key}` is not valid"))
-            })?;
-            let value = decode(value).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "query parameter `{key}` is not valid percent-encoded UTF-8"
-                ))
-            })?;
-            pairs.push((key, value));
-        }
-        Ok(Params(pairs))
-    }
-
-    /// The first value of `name`.
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// A `true`/`false` parameter; `default` when absent.
-    pub(super) fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "query parameter `{name}` must be `true` or `false`, got `{other}`"
-            ))),
-        }
-    }
-
-    fn required(&self, name: &str) -> Result<String, ApiError> {
-        self.get(name).map(str::to_owned).ok_or_else(|| {
-            ApiError::BadRequest(format!("missing required query parameter `{name}`"))
-        })
-    }
-}
-
-/// Percent-decodes one component (`+` is a space); `None` for a bad escape or invalid UTF-8.
-fn decode(component: &str) -> Option<String> {
-    let mut bytes = component.bytes();
-    let mut decoded = Vec::with_capacity(component.len());
-    while let Some(byte) = bytes.next() {
-        decoded.push(match byte {
-            b'+' => b' ',
-            b'%' => {
-                let high = char::from(bytes.next()?).to_digit(16)?;
-                let low = char::from(bytes.next()?).to_digit(16)?;
-                u8::try_from(high * 16 + low).ok()?
-            }
-            other => other,
-        });
-    }
-    String::from_utf8(decoded).ok()
-}
-
 #[cfg(test)]
 mod tests {
-    use http_body_util::BodyExt;
     use serde_json::{Value, json};
 
     use super::*;
     use crate::handshake::HostInfo;
-    use crate::procs::Procs;
+    use crate::tools::procs::Procs;
     use crate::{App, Config};
 
     fn app() -> (tempfile::TempDir, App) {
@@ -312,14 +193,12 @@ mod tests {
     }
 
     async fn get(app: &App, path: &str, query: &str) -> (StatusCode, Value) {
-        let response = match route(app, &Method::GET, path, query).await {
-            Ok(Some(response)) => response,
-            Ok(None) => panic!("{path} not routed"),
-            Err(err) => return (err.status(), err.body()),
+        let uri = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
         };
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        crate::server::testing::call(app, http::Method::GET, &uri, None).await
     }
 
     #[tokio::test]
@@ -453,31 +332,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn route_should_leave_other_paths_and_refuse_other_methods() {
+    async fn other_paths_should_be_404_and_other_methods_405() {
         let (_dir, app) = app();
-        for path in ["/", "/files", "/file/", "/find/files", "/session"] {
-            assert!(
-                route(&app, &Method::GET, path, "").await.unwrap().is_none(),
-                "{path}"
-            );
+        for path in ["/", "/files", "/file/", "/find/files"] {
+            let (status, _) = get(&app, path, "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }
-        let err = route(&app, &Method::POST, "/file/content", "path=a")
-            .await
-            .unwrap_err();
-        assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
-    }
-
-    #[test]
-    fn params_should_decode_like_url_search_params() {
-        let params = Params::parse("pattern=a%2Bb+c&empty=&flag&pattern=second&x=%C3%A9").unwrap();
-        assert_eq!(params.get("pattern"), Some("a+b c"));
-        assert_eq!(params.get("empty"), Some(""));
-        assert_eq!(params.get("flag"), Some(""));
-        assert_eq!(params.get("x"), Some("é"));
-        assert_eq!(params.get("missing"), None);
-        for bad in ["path=%", "path=%4", "path=%zz", "path=%FF"] {
-            let err = Params::parse(bad).unwrap_err();
-            assert!(err.to_string().contains("`path`"), "{bad}: {err}");
-        }
+        let (status, _) =
+            crate::server::testing::call(&app, http::Method::POST, "/file/content?path=a", None)
+                .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 }

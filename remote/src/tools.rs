@@ -1,0 +1,10 @@
+//! Execution on the host, with no HTTP and no events: child processes, shell commands, the
+//! file system (confined listing, reading, search, fuzzy find) and git.
+
+pub mod find;
+pub mod fs;
+pub mod git;
+pub mod procs;
+pub mod search;
+pub mod shell;
+pub mod vcs;
