@@ -1,0 +1,599 @@
+//! The reverse road: what the stub asks of the laptop (model calls, web fetches, the user's
+//! OpenCode setup), performed by the bridge, so that no credential ever reaches the host and
+//! the host needs no network.
+//!
+//! # How it rides the connection
+//!
+//! HTTP/2 cannot carry requests from server to client, so the bridge, which is the HTTP/2
+//! client, opens streams on the stub's behalf:
+//!
+//! 1. Once connected, the bridge opens one long-lived stream, `GET` [`REQUESTS_PATH`]. Its
+//!    response body carries [`Announce`] frames from the stub: first [`Announce::Hello`] with
+//!    the stub's gateway version, then one [`Announce::Request`] per request, and
+//!    [`Announce::Cancel`] when the stub gives a request up before its answer stream exists.
+//! 2. For each request the bridge opens `POST` [`REQUESTS_PATH`]`/{id}` and streams the answer
+//!    in that request's body as [`Reply`] frames, ending with [`Reply::End`] or
+//!    [`Reply::Error`].
+//!
+//! Every request is thus its own HTTP/2 stream: many run at once; each has HTTP/2's flow
+//! control (when the stub reads slowly the bridge's writes wait, it stops reading the provider,
+//! and TCP pushes back on the provider: nothing is buffered without bound); and cancelling is
+//! closing that stream (the stub drops the body, hyper resets the stream, the bridge's next
+//! write fails and it drops the upstream request at once).
+//!
+//! Not chosen: a second exec channel (it would start a second stub process, with no way to
+//! reach the first: the stub has no listener); one multiplexed stream with our own framing (it
+//! would re-implement the flow control and cancellation HTTP/2 gives each stream).
+//!
+//! # Frames
+//!
+//! A `u32` big-endian length, then a bincode 2 body (standard config) of at most
+//! [`MAX_FRAME_LEN`] bytes. JSON that must pass through unchanged (tool parameter schemas,
+//! tool-call arguments, agent and command definitions) travels as strings.
+//!
+//! # Versions
+//!
+//! [`GATEWAY_VERSION`] follows the handshake's rules: same major, compatible. The stub's
+//! [`Announce::Hello`] names its version; a bridge that does not speak it closes the stream and
+//! says so naming both versions, and the stub answers every request with an error naming them.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::handshake::Version;
+
+/// The gateway version this build speaks.
+pub const GATEWAY_VERSION: Version = Version { major: 1, minor: 0 };
+
+/// Path of the announce stream; answers go to `{REQUESTS_PATH}/{id}`.
+pub const REQUESTS_PATH: &str = "/x-opencode-remote/gateway/requests";
+
+/// Largest frame body accepted, in bytes: a model request carries the whole conversation.
+pub const MAX_FRAME_LEN: usize = 32 << 20;
+
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// Stub → bridge, on the announce stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Announce {
+    /// First frame: the stub's gateway version.
+    Hello {
+        /// The stub's [`GATEWAY_VERSION`].
+        version: Version,
+    },
+    /// Please perform this; answer on `{REQUESTS_PATH}/{id}`.
+    Request {
+        /// Unique within this connection.
+        id: u64,
+        /// What to do.
+        request: Request,
+    },
+    /// The stub no longer wants the answer to `id`.
+    Cancel {
+        /// The request.
+        id: u64,
+    },
+}
+
+/// What the stub asks of the laptop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// A streamed model call ([`Reply::Model`] events).
+    Model(ModelRequest),
+    /// A web fetch ([`Reply::Head`], then [`Reply::Data`]).
+    Fetch(FetchRequest),
+    /// The user's OpenCode setup ([`Reply::Setup`]).
+    Setup,
+}
+
+/// A model call in provider-neutral form; the bridge speaks the provider's wire format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRequest {
+    /// OpenCode's provider id (`anthropic`, `openai`, a configured one…).
+    pub provider_id: String,
+    /// The model's key in that provider (not the API id; the bridge resolves it).
+    pub model_id: String,
+    /// System prompt parts, in order.
+    pub system: Vec<String>,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Tools the model may call.
+    pub tools: Vec<Tool>,
+    /// Sampling and limits.
+    pub options: ModelOptions,
+}
+
+/// Options of a model call; `None` leaves the provider's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelOptions {
+    /// Temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Reasoning effort (`low`, `medium`, `high`…), for models that reason.
+    pub reasoning_effort: Option<String>,
+    /// The OpenCode session (prompt caching and affinity headers, as OpenCode sends them).
+    pub session_id: Option<String>,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who said it.
+    pub role: Role,
+    /// What it holds, in order.
+    pub content: Vec<Content>,
+}
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// The user (and tool results, which providers want in the user's turn or their own).
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// A piece of a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Content {
+    /// Text.
+    Text(String),
+    /// The model's reasoning, with the provider's opaque signature when it gave one.
+    Reasoning {
+        /// The text.
+        text: String,
+        /// Signature or encrypted content to send back unchanged.
+        signature: Option<String>,
+    },
+    /// A file (image, PDF) as a data URL.
+    File {
+        /// MIME type.
+        mime: String,
+        /// `data:…;base64,…`
+        url: String,
+    },
+    /// A call the model made.
+    ToolCall {
+        /// The call id.
+        id: String,
+        /// The tool.
+        name: String,
+        /// Arguments, JSON text.
+        arguments: String,
+    },
+    /// The result of a call.
+    ToolResult {
+        /// The call id.
+        id: String,
+        /// The tool.
+        name: String,
+        /// Output or error text.
+        output: String,
+        /// Whether it failed.
+        is_error: bool,
+    },
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Its name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its arguments, JSON text.
+    pub parameters: String,
+}
+
+/// A web fetch (the agent's `webfetch`), done from the laptop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// `Accept` header to send.
+    pub accept: String,
+    /// Give up after this many milliseconds.
+    pub timeout_ms: u64,
+    /// Refuse bodies larger than this.
+    pub max_bytes: u64,
+}
+
+/// Bridge → stub, on a request's answer stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// An event of a model call.
+    Model(ModelEvent),
+    /// Status and content type of a fetch.
+    Head {
+        /// HTTP status.
+        status: u16,
+        /// `content-type`.
+        content_type: String,
+    },
+    /// Body bytes of a fetch.
+    Data(Vec<u8>),
+    /// The user's setup.
+    Setup(Box<Setup>),
+    /// The request failed; nothing follows.
+    Error(Failure),
+    /// Done; nothing follows.
+    End,
+}
+
+/// A model call's progress, normalised across providers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ModelEvent {
+    /// The model the bridge resolved and is calling (before any output).
+    Started(ModelInfo),
+    /// The provider refused for now; the bridge retries at `next_ms` (epoch ms).
+    Retrying {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The provider's message.
+        message: String,
+        /// When the next attempt starts.
+        next_ms: u64,
+    },
+    /// Text arrived.
+    TextDelta(String),
+    /// Reasoning arrived.
+    ReasoningDelta(String),
+    /// A reasoning block ended (with its signature, if the provider gave one).
+    ReasoningEnd {
+        /// Signature or encrypted content.
+        signature: Option<String>,
+    },
+    /// A text block ended.
+    TextEnd,
+    /// A tool call began; its arguments stream next.
+    ToolCallStart {
+        /// The call id.
+        id: String,
+        /// The tool.
+        name: String,
+    },
+    /// More arguments of a call.
+    ToolCallDelta {
+        /// The call id.
+        id: String,
+        /// JSON text to append.
+        arguments: String,
+    },
+    /// A call's arguments are complete.
+    ToolCallEnd {
+        /// The call id.
+        id: String,
+    },
+    /// Token counts (may come more than once; the last wins).
+    Usage(Usage),
+    /// The model finished.
+    Finish(FinishReason),
+}
+
+/// Token counts as providers report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input tokens not read from the cache.
+    pub input: u64,
+    /// Output tokens, reasoning excluded.
+    pub output: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+}
+
+/// Why the model stopped (the AI SDK's unified reasons, as OpenCode records them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FinishReason {
+    /// Done.
+    Stop,
+    /// Hit the output limit.
+    Length,
+    /// Blocked by the provider's filter.
+    ContentFilter,
+    /// Wants tool results.
+    ToolCalls,
+    /// Something else.
+    Other,
+}
+
+/// A resolved model (no credentials).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Provider id.
+    pub provider_id: String,
+    /// The model's key.
+    pub model_id: String,
+    /// The id sent to the API (`api.id`).
+    pub api_id: String,
+    /// API style (`@ai-sdk/anthropic`, …).
+    pub npm: String,
+    /// Display name.
+    pub name: String,
+    /// Dollars per million tokens.
+    pub cost: Cost,
+    /// Context window, in tokens (0 when unknown).
+    pub context_limit: u64,
+    /// Output limit, in tokens (0 when unknown).
+    pub output_limit: u64,
+    /// Whether it accepts `temperature`.
+    pub temperature: bool,
+    /// Whether it reasons.
+    pub reasoning: bool,
+    /// Whether it can call tools.
+    pub tool_call: bool,
+    /// Whether it takes attachments (images).
+    pub attachment: bool,
+}
+
+/// Price of a model, dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Input.
+    pub input: f64,
+    /// Output (and reasoning).
+    pub output: f64,
+    /// Cache reads.
+    pub cache_read: f64,
+    /// Cache writes.
+    pub cache_write: f64,
+}
+
+/// The user's OpenCode setup as the stub needs it (never a credential).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// Usable providers and their models.
+    pub providers: Vec<ProviderInfo>,
+    /// The user's default model (`provider/model`), if any.
+    pub model: Option<String>,
+    /// The small model for titles (`provider/model`), if configured.
+    pub small_model: Option<String>,
+    /// Default model per provider.
+    pub defaults: Vec<(String, String)>,
+    /// The user's `permission` config, JSON text (`null` when absent).
+    pub permission: String,
+    /// Agents as the local OpenCode lists them (`GET /agent`), JSON text.
+    pub agents: String,
+    /// Commands as the local OpenCode lists them (`GET /command`), JSON text.
+    pub commands: String,
+    /// The user's global instructions from the laptop: `(path, content)`.
+    pub instructions: Vec<(String, String)>,
+}
+
+/// A provider and its models.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Models.
+    pub models: Vec<ModelInfo>,
+}
+
+/// Why a request failed, typed so the stub can record it the way OpenCode does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// The message to show (the provider's own when there is one).
+    pub message: String,
+    /// HTTP status from the provider.
+    pub status: Option<u16>,
+    /// Whether retrying may help.
+    pub retryable: bool,
+    /// The provider's response body (capped).
+    pub response_body: Option<String>,
+    /// The provider's response headers (without cookies).
+    pub response_headers: Vec<(String, String)>,
+    /// The URL called (without credentials).
+    pub url: Option<String>,
+}
+
+/// Kinds of [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The provider answered with an error.
+    Api,
+    /// The credentials were refused (401/403) or are missing.
+    Auth,
+    /// The conversation does not fit the model's context.
+    ContextOverflow,
+    /// The provider or model is not configured in the local OpenCode.
+    UnknownModel,
+    /// The provider's API style is not one the bridge speaks.
+    UnsupportedApi,
+    /// The laptop could not reach the provider.
+    Network,
+    /// The provider's stream could not be read.
+    Malformed,
+    /// The request itself is invalid (too large, cannot be decoded).
+    BadRequest,
+    /// The two sides speak incompatible gateway versions.
+    Version,
+    /// A fetch failed (status, size, time).
+    Fetch,
+}
+
+/// Errors of gateway frames.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A frame announces more than [`MAX_FRAME_LEN`] bytes.
+    #[error("gateway frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")]
+    TooLarge {
+        /// The announced or encoded length.
+        len: usize,
+    },
+    /// The body is not a valid message.
+    #[error("malformed gateway frame")]
+    Malformed(#[source] bincode::error::DecodeError),
+    /// The body has bytes after the message.
+    #[error("gateway frame has {0} trailing bytes")]
+    TrailingBytes(usize),
+    /// The message could not be encoded.
+    #[error("cannot encode gateway frame")]
+    Encode(#[source] bincode::error::EncodeError),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FRAME_LEN>()
+}
+
+/// Encodes one frame, length prefix included.
+///
+/// # Errors
+///
+/// [`FrameError::Encode`], or [`FrameError::TooLarge`] beyond [`MAX_FRAME_LEN`].
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
+    let mut frame = vec![0u8; LENGTH_PREFIX_LEN];
+    bincode::serde::encode_into_std_write(message, &mut frame, config())
+        .map_err(FrameError::Encode)?;
+    let len = frame.len() - LENGTH_PREFIX_LEN;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge { len });
+    }
+    // `len <= MAX_FRAME_LEN` fits in u32.
+    if let Some(prefix) = frame.first_chunk_mut::<LENGTH_PREFIX_LEN>() {
+        *prefix = (len as u32).to_be_bytes();
+    }
+    Ok(frame)
+}
+
+/// Splits a byte stream into frames: push bytes as they arrive, take messages as they
+/// complete. Checks each length before buffering its body.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buffer: Vec<u8>,
+}
+
+impl Decoder {
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The next complete message, if one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLarge`] as soon as a length over the limit arrives, or a decoding error
+    /// for a malformed body. The stream cannot be used after an error.
+    pub fn decode<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        let Some(prefix) = self.buffer.first_chunk::<LENGTH_PREFIX_LEN>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*prefix) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(FrameError::TooLarge { len });
+        }
+        let Some(body) = self.buffer.get(LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + len) else {
+            return Ok(None);
+        };
+        let (message, used) =
+            bincode::serde::decode_from_slice(body, config()).map_err(FrameError::Malformed)?;
+        if used != len {
+            return Err(FrameError::TrailingBytes(len - used));
+        }
+        self.buffer.drain(..LENGTH_PREFIX_LEN + len);
+        Ok(Some(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_should_round_trip_in_pieces() {
+        let request = Announce::Request {
+            id: 7,
+            request: Request::Model(ModelRequest {
+                provider_id: "anthropic".into(),
+                model_id: "claude".into(),
+                system: vec!["be brief".into()],
+                messages: vec![Message {
+                    role: Role::User,
+                    content: vec![Content::Text("hi".into())],
+                }],
+                tools: vec![Tool {
+                    name: "read".into(),
+                    description: "reads".into(),
+                    parameters: "{\"type\":\"object\"}".into(),
+                }],
+                options: ModelOptions::default(),
+            }),
+        };
+        let mut bytes = encode(&Announce::Hello {
+            version: GATEWAY_VERSION,
+        })
+        .unwrap();
+        bytes.extend(encode(&request).unwrap());
+        let mut decoder = Decoder::default();
+        let mut seen = Vec::new();
+        for byte in bytes {
+            decoder.push(&[byte]);
+            while let Some(message) = decoder.decode::<Announce>().unwrap() {
+                seen.push(message);
+            }
+        }
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1], request);
+        assert_eq!(decoder.pending(), 0);
+    }
+
+    #[test]
+    fn decoder_should_refuse_an_oversized_length_before_buffering() {
+        let mut decoder = Decoder::default();
+        decoder.push(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            decoder.decode::<Reply>(),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let mut garbage = Decoder::default();
+        garbage.push(&[0, 0, 0, 2, 0xff, 0xff]);
+        assert!(garbage.decode::<Reply>().is_err());
+    }
+
+    #[test]
+    fn replies_should_round_trip() {
+        for reply in [
+            Reply::Model(ModelEvent::TextDelta("a".into())),
+            Reply::Model(ModelEvent::Usage(Usage {
+                input: 1,
+                output: 2,
+                reasoning: 3,
+                cache_read: 4,
+                cache_write: 5,
+            })),
+            Reply::Model(ModelEvent::Finish(FinishReason::ToolCalls)),
+            Reply::Setup(Box::default()),
+            Reply::Error(Failure {
+                kind: FailureKind::Auth,
+                message: "bad key".into(),
+                status: Some(401),
+                retryable: false,
+                response_body: None,
+                response_headers: vec![("x".into(), "y".into())],
+                url: Some("https://api.example/v1".into()),
+            }),
+            Reply::End,
+        ] {
+            let frame = encode(&reply).unwrap();
+            let mut decoder = Decoder::default();
+            decoder.push(&frame);
+            assert_eq!(decoder.decode::<Reply>().unwrap(), Some(reply));
+        }
+    }
+}
