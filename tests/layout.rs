@@ -40,6 +40,7 @@ const REMOTE: &[(&str, &[&str])] = &[
             "api",
             "app",
             "error",
+            "gateway",
             "handshake",
             "http",
             "logging",
@@ -55,18 +56,27 @@ const REMOTE: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "http", "app", "agent", "session", "policy", "tools", "opencode", "error",
+            "http", "app", "agent", "gateway", "session", "policy", "tools", "opencode", "error",
         ],
     ),
     ("http", &["app", "error"]),
     (
         "app",
-        &["agent", "session", "policy", "tools", "handshake", "error"],
+        &[
+            "agent",
+            "gateway",
+            "session",
+            "policy",
+            "tools",
+            "handshake",
+            "error",
+        ],
     ),
     (
         "agent",
-        &["session", "policy", "tools", "opencode", "error"],
+        &["gateway", "session", "policy", "tools", "opencode", "error"],
     ),
+    ("gateway", &[]),
     ("policy", &["session", "opencode", "error"]),
     ("session", &["opencode", "error"]),
     ("tools", &[]),

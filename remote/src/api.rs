@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod event;
 pub mod file;
+pub mod gateway;
 pub mod permission;
 pub mod pty;
 pub mod session;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
+use crate::gateway::Gateway;
 use crate::handshake::HostInfo;
 use crate::policy::Policy;
 use crate::session::Sessions;
@@ -48,6 +49,7 @@ struct Shared {
     sessions: Sessions,
     policy: Policy,
     agent: Agent,
+    gateway: Gateway,
 }
 
 impl App {
@@ -85,6 +87,7 @@ impl App {
             sessions,
             policy,
             agent,
+            gateway: Gateway::default(),
         }))
     }
 
@@ -101,6 +104,11 @@ impl App {
     /// The agent room (`!shell`).
     pub fn agent(&self) -> &Agent {
         &self.0.agent
+    }
+
+    /// The gateway room (requests to the laptop).
+    pub fn gateway(&self) -> &Gateway {
+        &self.0.gateway
     }
 
     /// The event bus.

@@ -42,6 +42,9 @@ pub enum ApiError {
         /// The path requested.
         path: String,
     },
+    /// Something the request needs is not there (e.g. no laptop connected to the stub).
+    #[error("{0}")]
+    Unavailable(String),
     /// The host ran out of disk space while saving state.
     #[error("insufficient storage on the host: {0}")]
     InsufficientStorage(String),
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::InsufficientStorage(_) => "InsufficientStorage",
+            ApiError::Unavailable(_) => "Unavailable",
             ApiError::Internal(_) => "InternalError",
         }
     }

@@ -5,12 +5,17 @@
 pub mod query;
 pub mod sse;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -86,6 +91,55 @@ fn empty_body() -> RequestBody {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// The sending half of a streamed response body. Each [`Sender::send`] becomes one DATA frame;
+/// when every sender is dropped the body ends.
+#[derive(Debug, Clone)]
+pub struct Sender(mpsc::Sender<Bytes>);
+
+impl Sender {
+    /// Queues bytes; waits while the client is slow (the queue is bounded). Returns `false`
+    /// once the client has gone away.
+    pub async fn send(&self, bytes: Bytes) -> bool {
+        self.0.send(bytes).await.is_ok()
+    }
+
+    /// Queues without waiting; `false` when the queue is full or the client is gone.
+    pub fn try_send(&self, bytes: Bytes) -> bool {
+        self.0.try_send(bytes).is_ok()
+    }
+
+    /// Resolves when the client has gone away.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+}
+
+struct Streamed(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|bytes| bytes.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// A `200` response whose body is fed by the returned sender; `capacity` bounds what is queued.
+pub fn streaming(capacity: usize, content_type: &'static str) -> (Sender, Response<Body>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let mut response = Response::new(Streamed(rx).boxed());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (Sender(tx), response)
 }
 
 /// A complete body.

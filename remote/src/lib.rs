@@ -17,6 +17,7 @@
 //! - [`opencode`]: OpenCode's wire schema, typed; nothing else builds OpenCode JSON.
 //! - [`app`]: the shared state handlers reach the rooms through.
 //! - [`agent`]: runs on behalf of a session (today `!shell`).
+//! - [`gateway`]: the reverse road to the laptop (model calls, web fetches, the user's setup).
 //! - [`session`]: the durable event log OpenCode replicates from, the event bus, ids, session
 //!   records and busy sessions.
 //! - [`policy`]: which paths a command touches, approved roots, pending permission requests.
@@ -27,6 +28,7 @@ pub mod agent;
 pub mod api;
 pub mod app;
 pub mod error;
+pub mod gateway;
 pub mod handshake;
 pub mod http;
 pub mod logging;

@@ -45,7 +45,7 @@ macro_rules! route {
 /// Every route the stub serves (SPEC §6). Unknown paths are 404; a known path with another
 /// method is 405.
 fn routes() -> &'static [Route] {
-    use api::{diag, event, file, permission, pty, session, startup, vcs};
+    use api::{diag, event, file, gateway, permission, pty, session, startup, vcs};
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -120,6 +120,10 @@ fn routes() -> &'static [Route] {
             route!(POST "/x-opencode-remote/diag/sink" => diag::sink),
             route!(GET "/x-opencode-remote/diag/sse" => diag::sse),
             route!(CONNECT "/x-opencode-remote/diag/ws-echo" => diag::ws_echo),
+            route!(POST "/x-opencode-remote/diag/gateway" => gateway::diag),
+            // The reverse road to the laptop (protocol::gateway::REQUESTS_PATH).
+            route!(GET "/x-opencode-remote/gateway/requests" => gateway::announce),
+            route!(POST "/x-opencode-remote/gateway/requests/:id" => gateway::answer),
         ]
     })
 }

@@ -1,18 +1,11 @@
-//! Server-sent events: encoding and a channel-backed streaming body.
-//!
-//! Each [`Sender::send`] becomes one DATA frame on the wire, so events reach the client one by
-//! one (the bridge forwards frames as they come). When every sender is dropped the body ends.
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! Server-sent events: encoding, and responses whose events reach the client one by one (each
+//! [`Sender::send`] is one DATA frame; the bridge forwards frames as they come).
 
 use bytes::Bytes;
-use http::{Response, StatusCode, header};
-use http_body_util::BodyExt;
-use hyper::body::Frame;
-use tokio::sync::mpsc;
+use http::{Response, header};
 
-use crate::http::{Body, BoxError};
+pub use crate::http::Sender;
+use crate::http::{Body, streaming};
 
 /// Encodes one event. `data` may span lines; each line gets its own `data:` field.
 pub fn encode(event: Option<&str>, id: Option<&str>, data: &str) -> Bytes {
@@ -36,66 +29,23 @@ pub fn encode(event: Option<&str>, id: Option<&str>, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// Sending half of an SSE stream.
-#[derive(Debug, Clone)]
-pub struct Sender(mpsc::Sender<Bytes>);
-
-impl Sender {
-    /// Queues an encoded event; waits while the client is slow (the queue is bounded).
-    /// Returns `false` once the client has gone away.
-    pub async fn send(&self, event: Bytes) -> bool {
-        self.0.send(event).await.is_ok()
-    }
-
-    /// Queues without waiting; `false` when the queue is full or the client is gone.
-    pub fn try_send(&self, event: Bytes) -> bool {
-        self.0.try_send(event).is_ok()
-    }
-
-    /// Resolves when the client has gone away.
-    pub async fn closed(&self) {
-        self.0.closed().await;
-    }
-}
-
-struct Stream(mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for Stream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|event| event.map(|bytes| Ok(Frame::data(bytes))))
-    }
-}
-
 /// Creates an SSE response and the sender feeding it. `capacity` bounds the queued events per
 /// client.
 pub fn response(capacity: usize) -> (Sender, Response<Body>) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let mut response = Response::new(Stream(rx).boxed());
-    *response.status_mut() = StatusCode::OK;
+    let (tx, mut response) = streaming(capacity, "text/event-stream");
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
     headers.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-cache, no-transform"),
     );
     headers.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
-    (Sender(tx), response)
+    (tx, response)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn encode_should_split_lines_and_drop_unsafe_fields() {
