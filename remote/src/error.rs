@@ -89,20 +89,34 @@ impl ApiError {
 
     /// The JSON body sent to the client, in the shape OpenCode uses for this error.
     pub fn body(&self) -> serde_json::Value {
-        match self {
-            ApiError::SessionBusy(id) => {
-                serde_json::json!({ "_tag": self.name(), "sessionID": id, "message": self.to_string() })
-            }
-            ApiError::PermissionNotFound(id) => {
-                serde_json::json!({ "_tag": self.name(), "requestID": id, "message": self.to_string() })
-            }
-            _ => serde_json::json!(ErrorBody {
+        /// OpenCode's tagged errors (`SessionBusyError`, `PermissionNotFoundError`).
+        #[derive(serde::Serialize)]
+        struct Tagged<'a> {
+            #[serde(rename = "_tag")]
+            tag: &'a str,
+            #[serde(rename = "sessionID", skip_serializing_if = "Option::is_none")]
+            session_id: Option<&'a str>,
+            #[serde(rename = "requestID", skip_serializing_if = "Option::is_none")]
+            request_id: Option<&'a str>,
+            message: String,
+        }
+        let tagged = |session_id, request_id| Tagged {
+            tag: self.name(),
+            session_id,
+            request_id,
+            message: self.to_string(),
+        };
+        let body = match self {
+            ApiError::SessionBusy(id) => serde_json::to_value(tagged(Some(id), None)),
+            ApiError::PermissionNotFound(id) => serde_json::to_value(tagged(None, Some(id))),
+            _ => serde_json::to_value(ErrorBody {
                 name: self.name().to_owned(),
                 data: ErrorData {
-                    message: self.to_string()
+                    message: self.to_string(),
                 },
             }),
-        }
+        };
+        body.unwrap_or(serde_json::Value::Null)
     }
 
     /// Wraps an internal failure, mapping a full disk to 507.

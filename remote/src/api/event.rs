@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::http::sse;
 use crate::http::{Body, Req, ok};
-use crate::opencode::event::BusEvent;
+use crate::opencode::event::{BusEvent, Envelope};
 use crate::session::ids::{self, Order};
 
 /// Interval of `server.heartbeat` events (as OpenCode's own server).
@@ -35,11 +35,16 @@ fn stream(req: &Req, global: bool) -> Response<Body> {
     let own = move |event: &BusEvent| {
         let payload = event.payload(&ids::new("evt", Order::Ascending));
         let data = if global {
-            serde_json::json!({ "payload": payload })
+            serde_json::to_string(&Envelope {
+                directory: None,
+                project: None,
+                workspace: None,
+                payload: &payload,
+            })
         } else {
-            payload
+            serde_json::to_string(&payload)
         };
-        sse::encode(None, None, &data.to_string())
+        sse::encode(None, None, &data.unwrap_or_default())
     };
     req.app.spawn(async move {
         if !tx.send(own(&BusEvent::ServerConnected {})).await {

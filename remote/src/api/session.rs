@@ -9,7 +9,7 @@ use crate::api::startup::git_toplevel;
 use crate::error::ApiError;
 use crate::http::{Body, Req, fence, ok};
 use crate::opencode::event::SyncEvent;
-use crate::opencode::message::{Message, ModelRef};
+use crate::opencode::message::{Message, ModelRef, WithParts};
 use crate::opencode::project::{GlobalSession, ProjectSummary};
 use crate::opencode::session::Session;
 use crate::session::info::{self, CreateSession, UpdateSession};
@@ -183,10 +183,10 @@ pub async fn shell(mut req: Req) -> Result<Response<Body>, ApiError> {
         .spawn(async move { agent.shell(&session_id, request).await })
         .await
         .map_err(ApiError::internal)??;
-    let mut response = ok(&serde_json::json!({
-        "info": Message::Assistant(outcome.info),
-        "parts": [outcome.part],
-    }))?;
+    let mut response = ok(&WithParts {
+        info: Message::Assistant(outcome.info),
+        parts: vec![outcome.part],
+    })?;
     fence(&mut response, &id, outcome.last_seq as i64);
     Ok(response)
 }

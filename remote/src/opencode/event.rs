@@ -252,6 +252,23 @@ impl BusEvent {
     }
 }
 
+/// The envelope of `/global/event` (`GlobalEvent`). Events not tied to a directory (the
+/// hello and heartbeats) carry the payload only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Envelope<'a> {
+    /// The directory the event belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<&'a str>,
+    /// The project id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<&'a str>,
+    /// The workspace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<&'a str>,
+    /// The event.
+    pub payload: &'a Value,
+}
+
 /// A stored durable event, as `/sync/history` returns it (`SerializedEvent`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {

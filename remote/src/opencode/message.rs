@@ -26,6 +26,15 @@ impl Message {
     }
 }
 
+/// A message with its parts: what `/session/:id/shell` and `/session/:id/message` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithParts {
+    /// The message.
+    pub info: Message,
+    /// Its parts.
+    pub parts: Vec<super::part::Part>,
+}
+
 /// The model a user message asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelRef {

@@ -59,9 +59,11 @@
 //!   their directory operand is checked when it looks like a path, but later relative operands
 //!   resolve against the shell's directory. A plain word (no `/`, not a symlink) is never an
 //!   operand: it names something in the working directory, which is checked anyway.
-//! - Aliases, functions and `BASH_ENV`/`ENV`/`CDPATH` inherited from the environment, shell
-//!   options (`extglob`, `globstar`, `cdable_vars`), and `case` patterns are not modelled: the
-//!   caller should start the shell without them, and with `HOME` set to the `home` given here.
+//! - Aliases and functions, shell options (`extglob`, `globstar`, `cdable_vars`), and `case`
+//!   patterns are not modelled. The caller ([`crate::tools::shell`]) starts the shell without
+//!   inherited `BASH_ENV`/`ENV`, `CDPATH` and exported functions, with `HOME` set to the `home`
+//!   given here; but it is a login shell, so what the user's own profile defines (a function
+//!   named `cd`, say) still applies and is not seen here.
 //! - The file system can change between the check and the run (a symlink the command itself
 //!   creates is not seen). Paths are resolved as this process sees them.
 //! - Limits keep hostile input cheap: nesting deeper than 16, more than 16 possible working

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::opencode::event::BusEvent;
@@ -65,6 +64,19 @@ pub struct Ask {
     pub roots: Vec<PathBuf>,
 }
 
+/// What the prompt shows. OpenCode titles it with `parentDir` (else `filepath`, else the first
+/// pattern's directory).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    parent_dir: Option<String>,
+    filepath: Option<String>,
+    command: String,
+    paths: Vec<String>,
+    roots: Vec<String>,
+    reason: &'static str,
+}
+
 /// A request that was answered.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -92,23 +104,21 @@ impl Permissions {
             .iter()
             .map(|r| format!("{}/**", r.display()))
             .collect();
-        let metadata = json!({
-            // OpenCode's prompt is titled with parentDir (else filepath, else the first
-            // pattern's directory).
-            "parentDir": always.first().map(|r| r.trim_end_matches("/**")),
-            "filepath": ask.paths.first(),
-            "command": ask.command,
-            "paths": ask.paths,
-            "roots": always,
-            "reason": "the command reaches paths this workspace has not approved",
-        });
+        let metadata = Metadata {
+            parent_dir: always.first().map(|r| r.trim_end_matches("/**").to_owned()),
+            filepath: ask.paths.first().cloned(),
+            command: ask.command,
+            paths: ask.paths.clone(),
+            roots: always.clone(),
+            reason: "the command reaches paths this workspace has not approved",
+        };
         let request = PermissionRequest {
             id: id.clone(),
             session_id: ask.session_id,
             permission: "external_directory".into(),
             patterns: ask.paths,
-            metadata: match metadata {
-                serde_json::Value::Object(map) => map,
+            metadata: match serde_json::to_value(metadata) {
+                Ok(serde_json::Value::Object(map)) => map,
                 _ => serde_json::Map::new(),
             },
             always,

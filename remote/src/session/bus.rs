@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::opencode::event::{BusEvent, Row};
+use crate::opencode::event::{BusEvent, Envelope, Row};
 use crate::session::ids::{self, Order};
 
 /// How many events a subscriber may lag behind before it is cut off.
@@ -54,22 +54,21 @@ impl Bus {
     }
 
     /// Wraps a payload in the global envelope.
-    fn envelope(&self, payload: &Value) -> Value {
-        let mut envelope = json!({ "directory": &*self.directory, "payload": payload });
-        if !self.project.is_empty() {
-            envelope["project"] = json!(&*self.project);
+    fn envelope<'a>(&'a self, payload: &'a Value) -> Envelope<'a> {
+        let given = |text: &'a str| (!text.is_empty()).then_some(text);
+        Envelope {
+            directory: Some(&self.directory),
+            project: given(&self.project),
+            workspace: given(&self.workspace),
+            payload,
         }
-        if !self.workspace.is_empty() {
-            envelope["workspace"] = json!(&*self.workspace);
-        }
-        envelope
     }
 
     /// Publishes a payload in both forms (`instance: false`: the global stream only). Returns
     /// silently when nobody listens.
     fn publish(&self, payload: &Value, instance: bool) {
         let published = Published {
-            global: Bytes::from(self.envelope(payload).to_string()),
+            global: Bytes::from(serde_json::to_vec(&self.envelope(payload)).unwrap_or_default()),
             instance: if instance {
                 Bytes::from(payload.to_string())
             } else {
