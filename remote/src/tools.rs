@@ -2,6 +2,7 @@
 //! file system (confined listing, reading, search, fuzzy find) and git.
 
 pub mod diff;
+pub mod edit;
 pub mod find;
 pub mod fs;
 pub mod git;
