@@ -7,6 +7,7 @@ pub mod find;
 pub mod fs;
 pub mod git;
 pub mod js;
+pub mod patch;
 pub mod procs;
 pub mod search;
 pub mod shell;
