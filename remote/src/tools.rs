@@ -11,4 +11,5 @@ pub mod patch;
 pub mod procs;
 pub mod search;
 pub mod shell;
+pub mod truncate;
 pub mod vcs;
