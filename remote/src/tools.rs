@@ -9,6 +9,7 @@ pub mod git;
 pub mod js;
 pub mod patch;
 pub mod procs;
+pub mod read;
 pub mod search;
 pub mod shell;
 pub mod truncate;

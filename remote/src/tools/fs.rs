@@ -421,7 +421,7 @@ fn is_js_space(c: char) -> bool {
 /// Orders names roughly as ICU's root collation (JavaScript's `localeCompare`) does: letters
 /// compare case-insensitively, punctuation sorts before digits and digits before letters; on a
 /// tie, lowercase comes first. Accents are not folded.
-fn collate(a: &str, b: &str) -> Ordering {
+pub(crate) fn collate(a: &str, b: &str) -> Ordering {
     fn class(c: char) -> u8 {
         if c.is_alphabetic() {
             2
