@@ -28,7 +28,7 @@ use serde::Serialize;
 mod walk;
 
 use walk::IgnoreRules;
-pub(crate) use walk::{Walk, lock};
+pub(crate) use walk::{Walk, lock, ripgrep};
 
 /// Largest file `/file/content` serves (OpenCode has no limit; whole files go into one JSON).
 pub const MAX_READ_BYTES: u64 = 10 << 20;
