@@ -140,12 +140,11 @@ fn block_anchor(content: &str, find: &str) -> Vec<String> {
         if js::trim(lines.lines[start]) != first {
             continue;
         }
-        if let Some(end) =
-            (start + 2..lines.lines.len()).find(|&end| js::trim(lines.lines[end]) == last)
+        let end = (start + 2..lines.lines.len()).find(|&end| js::trim(lines.lines[end]) == last);
+        if let Some(end) = end
+            && (end - start + 1).abs_diff(size) <= max_delta
         {
-            if (end - start + 1).abs_diff(size) <= max_delta {
-                candidates.push((start, end));
-            }
+            candidates.push((start, end));
         }
     }
     // Pairs of trimmed middle lines and their similarity, or `None` when both are empty.
@@ -267,10 +266,10 @@ fn whitespace_normalized(content: &str, find: &str) -> Vec<String> {
         let normalized = normalize_whitespace(line);
         if normalized == normalized_find {
             found.push((*line).to_owned());
-        } else if normalized.contains(&normalized_find) {
-            if let Some(hit) = words_match(line, find) {
-                found.push(hit.to_owned());
-            }
+        } else if normalized.contains(&normalized_find)
+            && let Some(hit) = words_match(line, find)
+        {
+            found.push(hit.to_owned());
         }
     }
     let size = find.split('\n').count();
@@ -407,9 +406,10 @@ fn context_aware(content: &str, find: &str) -> Vec<String> {
             continue;
         }
         let (mut matching, mut total) = (0, 0);
-        for k in 1..search.len() - 1 {
-            let block_line = js::trim(lines.lines[start + k]);
-            let find_line = js::trim(search[k]);
+        let middle = &search[1..search.len() - 1];
+        for (k, find_line) in middle.iter().enumerate() {
+            let block_line = js::trim(lines.lines[start + 1 + k]);
+            let find_line = js::trim(find_line);
             if !block_line.is_empty() || !find_line.is_empty() {
                 total += 1;
                 matching += usize::from(block_line == find_line);
