@@ -28,7 +28,7 @@ use serde::Serialize;
 mod walk;
 
 use walk::IgnoreRules;
-pub(crate) use walk::{Walk, lock};
+pub(crate) use walk::{Walk, lock, ripgrep};
 
 /// Largest file `/file/content` serves (OpenCode has no limit; whole files go into one JSON).
 pub const MAX_READ_BYTES: u64 = 10 << 20;
@@ -421,7 +421,7 @@ fn is_js_space(c: char) -> bool {
 /// Orders names roughly as ICU's root collation (JavaScript's `localeCompare`) does: letters
 /// compare case-insensitively, punctuation sorts before digits and digits before letters; on a
 /// tie, lowercase comes first. Accents are not folded.
-fn collate(a: &str, b: &str) -> Ordering {
+pub(crate) fn collate(a: &str, b: &str) -> Ordering {
     fn class(c: char) -> u8 {
         if c.is_alphabetic() {
             2

@@ -1,13 +1,14 @@
-//! The walks over the workspace: their shared budget (entries, time, cancel) and the ignore
-//! rules of a directory.
+//! The walks over the workspace: their shared budget (entries, time, cancel), the ignore
+//! rules of a directory, and the walk of `rg` itself for the agent's glob and grep.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
-use ignore::WalkState;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::overrides::OverrideBuilder;
+use ignore::{WalkBuilder, WalkState};
 
 use super::MAX_WALK_ENTRIES;
 
@@ -133,4 +134,30 @@ impl IgnoreRules {
             .take_while(|ancestor| *ancestor != root && ancestor.starts_with(root))
             .any(|ancestor| self.is_ignored(ancestor, true))
     }
+}
+
+/// The walk `rg --no-config` does from `dir` with `globs` as its `--glob` arguments (in order,
+/// `!` for exclusions): `.gitignore` (inside git repositories), `.ignore`, `.rgignore`, the
+/// global git excludes and the parents' ignore files honoured; hidden entries skipped unless
+/// `hidden`; symlinks not followed. As in ripgrep, a file a positive glob names is listed even
+/// when an ignore file or its dot would hide it. One thread, so the order is the directory
+/// order and a caller can stop at a limit.
+///
+/// # Errors
+///
+/// The glob parser's message for an invalid glob.
+pub(crate) fn ripgrep(dir: &Path, globs: &[&str], hidden: bool) -> Result<WalkBuilder, String> {
+    let mut overrides = OverrideBuilder::new(dir);
+    for glob in globs {
+        overrides.add(glob).map_err(|err| err.to_string())?;
+    }
+    let overrides = overrides.build().map_err(|err| err.to_string())?;
+    let mut builder = WalkBuilder::new(dir);
+    builder
+        .hidden(!hidden)
+        .follow_links(false)
+        .add_custom_ignore_filename(".rgignore")
+        .overrides(overrides)
+        .threads(1);
+    Ok(builder)
 }
