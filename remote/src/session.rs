@@ -3,6 +3,7 @@
 //! recording of a run as OpenCode's events.
 
 pub mod bus;
+pub mod history;
 pub mod ids;
 pub mod info;
 pub mod limits;

@@ -386,6 +386,33 @@ impl Store {
         Ok(events)
     }
 
+    /// Every stored event of one session, in order (also of a deleted one). Blocking (reads
+    /// its file); a torn tail being written right now is left out.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown session, I/O errors.
+    pub fn rows(&self, session_id: &str) -> Result<Vec<Row>, StoreError> {
+        let path = self
+            .lock()
+            .by_id
+            .get(session_id)
+            .map(|s| s.path.clone())
+            .ok_or_else(|| StoreError::NotFound(session_id.to_owned()))?;
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let mut rows = Vec::new();
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(io_error(&path))?;
+            let Some(row) = log::parse_line(&line) else {
+                break;
+            };
+            if row.aggregate_id == session_id {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
     /// `fdatasync`s every file written since the last call.
     pub fn sync(&self) {
         let mut sessions = self.lock();
