@@ -42,6 +42,15 @@ pub struct Caller {
     pub call_id: String,
 }
 
+/// A path a command or tool reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// Resolved absolute path.
+    pub path: PathBuf,
+    /// Whether all of it is reached (a directory worked in), not just the entry.
+    pub whole: bool,
+}
+
 /// Why a command may not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
@@ -130,24 +139,71 @@ impl Policy {
         home: &Path,
         cancel: &CancellationToken,
     ) -> Result<(), Denied> {
+        self.check_command_within(caller, command, cwd, home, &[], cancel)
+            .await
+    }
+
+    /// [`Policy::check_command`], with `implicit` roots allowed without approval (the agent's
+    /// workspace directory).
+    ///
+    /// # Errors
+    ///
+    /// [`Denied`] when the command must not run.
+    pub async fn check_command_within(
+        &self,
+        caller: Caller,
+        command: &str,
+        cwd: &Path,
+        home: &Path,
+        implicit: &[PathBuf],
+        cancel: &CancellationToken,
+    ) -> Result<(), Denied> {
         let analysis = {
             let (command, cwd, home) = (command.to_owned(), cwd.to_owned(), home.to_owned());
             tokio::task::spawn_blocking(move || analyze(&command, &cwd, &home))
                 .await
                 .map_err(|err| Denied::Failed(format!("cannot analyse the command: {err}")))?
         };
+        let reach: Vec<Reach> = analysis
+            .paths
+            .iter()
+            .map(|access| Reach {
+                path: access.resolved.clone(),
+                whole: access.is_dir
+                    || matches!(access.kind, AccessKind::Cwd | AccessKind::ChangeDirectory),
+            })
+            .collect();
+        self.check_reach(caller, command, &reach, implicit, cancel)
+            .await
+    }
+
+    /// Checks that every path in `reach` is within an approved root or one of `implicit`
+    /// (the workspace's own directories); for any outside, asks the user on behalf of `what`
+    /// (a command line, or a tool and its path) and waits for the answer or `cancel`.
+    ///
+    /// # Errors
+    ///
+    /// [`Denied`] when the caller must not go on.
+    pub async fn check_reach(
+        &self,
+        caller: Caller,
+        what: &str,
+        reach: &[Reach],
+        implicit: &[PathBuf],
+        cancel: &CancellationToken,
+    ) -> Result<(), Denied> {
         let approvals = self
             .approvals()
             .await
             .map_err(|err| Denied::Failed(format!("cannot read approvals: {err}")))?;
-        let unapproved: Vec<&Access> = {
+        let unapproved: Vec<&Reach> = {
             let approvals = approvals
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            analysis
-                .paths
+            reach
                 .iter()
-                .filter(|access| !approvals.is_approved(&access.resolved))
+                .filter(|access| !implicit.iter().any(|root| is_within(&access.path, root)))
+                .filter(|access| !approvals.is_approved(&access.path))
                 .collect()
         };
         if unapproved.is_empty() {
@@ -156,20 +212,18 @@ impl Policy {
         let mut roots = Vec::new();
         let mut shown = Vec::new();
         for access in &unapproved {
-            let root = if access.is_dir
-                || matches!(access.kind, AccessKind::Cwd | AccessKind::ChangeDirectory)
-            {
-                access.resolved.clone()
+            let root = if access.whole {
+                access.path.clone()
             } else {
                 access
-                    .resolved
+                    .path
                     .parent()
-                    .map_or_else(|| access.resolved.clone(), Path::to_path_buf)
+                    .map_or_else(|| access.path.clone(), Path::to_path_buf)
             };
             if !roots.contains(&root) {
                 roots.push(root);
             }
-            let path = access.resolved.display().to_string();
+            let path = access.path.display().to_string();
             if !shown.contains(&path) {
                 shown.push(path);
             }
@@ -180,7 +234,7 @@ impl Policy {
                 session_id: caller.session_id,
                 message_id: caller.message_id,
                 call_id: caller.call_id,
-                command: command.to_owned(),
+                command: what.to_owned(),
                 paths: shown.clone(),
                 roots,
             },
