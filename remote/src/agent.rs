@@ -1,40 +1,88 @@
-//! Runs on behalf of a session: today the user's `!shell` commands (the agent loop joins it).
+//! Runs on behalf of a session: the user's `!shell` commands ([`shell`]) and agent prompts
+//! ([`prompt`]): the loop that asks the model (through the laptop, [`crate::gateway`]), runs
+//! the tools it calls on the host ([`tools`]) and records every step as OpenCode's events.
 //! The agent room reaches the other rooms through handles it is given; it never reaches back
 //! into the HTTP layer.
+//!
+//! ```text
+//! prompt ──▶ turn ──▶ step ──(model request)──▶ gateway ──▶ laptop ──▶ provider
+//!              ▲        │ tool calls
+//!              └────────┴──▶ tools ──▶ policy (ask the user) ──▶ crate::tools (execution)
+//! ```
 
+pub mod prompt;
+pub mod request;
 pub mod shell;
+pub mod step;
+pub mod system;
+pub mod tools;
+pub mod turn;
 
 use std::path::PathBuf;
 
+use tokio_util::task::TaskTracker;
+
+use crate::gateway::Gateway;
 use crate::policy::Policy;
 use crate::session::Sessions;
 use crate::tools::procs::Procs;
+
+/// What the agent room works with.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    /// Sessions, their logs and the bus.
+    pub sessions: Sessions,
+    /// Approvals and permission prompts.
+    pub policy: Policy,
+    /// The road to the laptop (model calls, web fetches).
+    pub gateway: Gateway,
+    /// Child processes.
+    pub procs: Procs,
+    /// Where turns run in the background.
+    pub tasks: TaskTracker,
+    /// The workspace directory.
+    pub directory: PathBuf,
+    /// The user's home on the host.
+    pub home: PathBuf,
+    /// The stub's state directory (tool output spills live under it).
+    pub state_dir: PathBuf,
+}
 
 /// The agent room. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Agent {
     sessions: Sessions,
     policy: Policy,
+    gateway: Gateway,
     procs: Procs,
+    tasks: TaskTracker,
     directory: PathBuf,
     home: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl Agent {
-    /// An agent working in `directory` as the user whose home is `home`.
-    pub fn new(
-        sessions: Sessions,
-        policy: Policy,
-        procs: Procs,
-        directory: PathBuf,
-        home: PathBuf,
-    ) -> Agent {
+    /// The agent room over `parts`.
+    pub fn new(parts: Parts) -> Agent {
+        let Parts {
+            sessions,
+            policy,
+            gateway,
+            procs,
+            tasks,
+            directory,
+            home,
+            state_dir,
+        } = parts;
         Agent {
             sessions,
             policy,
+            gateway,
             procs,
+            tasks,
             directory,
             home,
+            state_dir,
         }
     }
 }

@@ -10,7 +10,7 @@ use protocol::api::{Health, StubInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, Parts as AgentParts};
 use crate::gateway::Gateway;
 use crate::handshake::HostInfo;
 use crate::policy::Policy;
@@ -69,13 +69,17 @@ impl App {
             shutdown.clone(),
         );
         let policy = Policy::new(config.state_dir.clone(), config.workspace_id.clone(), bus);
-        let agent = Agent::new(
-            sessions.clone(),
-            policy.clone(),
-            procs.clone(),
-            config.directory.clone(),
-            host.home.clone(),
-        );
+        let gateway = Gateway::default();
+        let agent = Agent::new(AgentParts {
+            sessions: sessions.clone(),
+            policy: policy.clone(),
+            gateway: gateway.clone(),
+            procs: procs.clone(),
+            tasks: tasks.clone(),
+            directory: config.directory.clone(),
+            home: host.home.clone(),
+            state_dir: config.state_dir.clone(),
+        });
         App(Arc::new(Shared {
             config,
             host,
@@ -87,7 +91,7 @@ impl App {
             sessions,
             policy,
             agent,
-            gateway: Gateway::default(),
+            gateway,
         }))
     }
 

@@ -1,0 +1,353 @@
+//! The agent's tools as the model sees them (names and parameters as OpenCode 1.18.33 offers
+//! them, described in our own words) and their adapters: each takes the model's arguments,
+//! checks the workspace's permissions, runs the execution half in [`crate::tools`] and says
+//! what the tool part records.
+
+pub mod bash;
+pub mod files;
+pub mod search;
+pub mod todo;
+
+use std::path::{Path, PathBuf};
+
+use protocol::gateway::Tool;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::opencode::Object;
+use crate::opencode::part::{Part, PartKind, Started, ToolPart, ToolState};
+use crate::policy::{Caller, Denied, Reach};
+use crate::session::record::Recorder;
+
+use super::Agent;
+
+/// The tool error OpenCode records when the user rejects a permission.
+pub const REJECTED: &str = "The user rejected permission to use this specific tool call.";
+/// The tool error of a call stopped by an abort.
+pub const ABORTED: &str = "Tool execution aborted";
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub enum Done {
+    /// It ran.
+    Completed {
+        /// What the model reads.
+        output: String,
+        /// The part's title.
+        title: String,
+        /// The part's metadata.
+        metadata: Object,
+    },
+    /// It failed; the model reads `error`.
+    Failed {
+        /// Why.
+        error: String,
+        /// Whether the user rejected it (the turn stops after this step).
+        rejected: bool,
+        /// Whether an abort stopped it.
+        aborted: bool,
+    },
+}
+
+impl Done {
+    /// A failure the model reads and may recover from.
+    pub fn error(error: impl Into<String>) -> Done {
+        Done::Failed {
+            error: error.into(),
+            rejected: false,
+            aborted: false,
+        }
+    }
+}
+
+/// A call being run: where it is recorded and how it may ask the user.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The agent room.
+    pub agent: Agent,
+    /// The session's log.
+    pub recorder: Recorder,
+    /// The assistant message holding the call.
+    pub message_id: String,
+    /// The tool part.
+    pub part_id: String,
+    /// The model's call id.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The arguments.
+    pub input: Object,
+    /// When it started running.
+    pub start: u64,
+    /// Cancelled by an abort.
+    pub cancel: CancellationToken,
+}
+
+impl Ctx {
+    /// Records the part as still running, with `title` and `metadata` (live output).
+    pub fn progress(&self, title: Option<String>, metadata: Object) {
+        let part = Part {
+            id: self.part_id.clone(),
+            message_id: self.message_id.clone(),
+            session_id: self.recorder.session_id().to_owned(),
+            kind: PartKind::Tool(ToolPart {
+                call_id: self.call_id.clone(),
+                tool: self.tool.clone(),
+                state: ToolState::Running {
+                    input: self.input.clone(),
+                    title,
+                    metadata: Some(metadata),
+                    time: Started { start: self.start },
+                },
+                metadata: None,
+            }),
+        };
+        if let Err(err) = self.recorder.part(part) {
+            tracing::warn!(%err, "cannot record tool progress");
+        }
+    }
+
+    /// The workspace directory.
+    pub fn directory(&self) -> &Path {
+        &self.agent.directory
+    }
+
+    /// `path` made absolute against the workspace directory, normalised.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        crate::tools::js::resolve(&self.agent.directory, path)
+    }
+
+    /// Asks the user when `reach` leaves the workspace (and the directories approved for it).
+    ///
+    /// # Errors
+    ///
+    /// The [`Done`] to record when the call must not go on.
+    pub async fn allow(&self, what: &str, reach: &[Reach]) -> Result<(), Done> {
+        let caller = Caller {
+            session_id: self.recorder.session_id().to_owned(),
+            message_id: self.message_id.clone(),
+            call_id: self.call_id.clone(),
+        };
+        let implicit = [self.agent.directory.clone(), self.agent.spill_dir()];
+        match self
+            .agent
+            .policy
+            .check_reach(caller, what, reach, &implicit, &self.cancel)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Denied::Aborted) => Err(Done::Failed {
+                error: ABORTED.into(),
+                rejected: false,
+                aborted: true,
+            }),
+            Err(Denied::Rejected(_)) => Err(Done::Failed {
+                error: REJECTED.into(),
+                rejected: true,
+                aborted: false,
+            }),
+            Err(Denied::Failed(message)) => Err(Done::error(message)),
+        }
+    }
+}
+
+impl Agent {
+    /// Where tool outputs too long for the model are kept (0700).
+    pub fn spill_dir(&self) -> PathBuf {
+        self.state_dir.join("tool-output")
+    }
+}
+
+/// Names of the tools offered, in OpenCode's order.
+pub const NAMES: [&str; 7] = ["bash", "edit", "glob", "grep", "read", "todowrite", "write"];
+
+/// The tools offered to the model, minus those the prompt switched off.
+pub fn specs(disabled: &dyn Fn(&str) -> bool) -> Vec<Tool> {
+    NAMES
+        .iter()
+        .filter(|name| !disabled(name))
+        .map(|name| spec(name))
+        .collect()
+}
+
+fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Tool {
+    let parameters = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+    });
+    Tool {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        parameters: parameters.to_string(),
+    }
+}
+
+fn spec(name: &str) -> Tool {
+    let int =
+        |description: &str| json!({"type": "integer", "minimum": 0, "description": description});
+    let string = |description: &str| json!({"type": "string", "description": description});
+    match name {
+        "bash" => tool(
+            "bash",
+            "Runs a shell command on the host in the workspace directory (or `workdir`) and \
+             returns its combined output. Use it for builds, tests, git and other programs; \
+             prefer the read, grep and glob tools for looking at files. Commands must finish \
+             on their own; `timeout` is in milliseconds (default 2 minutes).",
+            json!({
+                "command": string("The command to run"),
+                "timeout": {"type": "integer", "exclusiveMinimum": 0, "description": "Timeout in milliseconds"},
+                "workdir": string("Directory to run the command in (default: the workspace directory); use it instead of `cd`"),
+                "description": string("What the command does, in 5-10 words"),
+            }),
+            &["command"],
+        ),
+        "edit" => tool(
+            "edit",
+            "Replaces text in a file: `oldString` must match the file exactly (whitespace \
+             included) and only once, unless `replaceAll` is set. Read the file first. An empty \
+             `oldString` creates a new file holding `newString`.",
+            json!({
+                "filePath": string("Absolute path of the file to change"),
+                "oldString": string("The text to replace"),
+                "newString": string("The replacement (must differ from oldString)"),
+                "replaceAll": {"type": "boolean", "description": "Replace every occurrence (default false)"},
+            }),
+            &["filePath", "oldString", "newString"],
+        ),
+        "glob" => tool(
+            "glob",
+            "Finds files whose paths match a glob pattern such as `**/*.rs`, most recently \
+             modified first, at most 100.",
+            json!({
+                "pattern": string("The glob pattern"),
+                "path": string("Directory to search (default: the workspace directory); omit it rather than passing null"),
+            }),
+            &["pattern"],
+        ),
+        "grep" => tool(
+            "grep",
+            "Searches file contents for a regular expression and lists the matching lines with \
+             their files and line numbers, at most 100.",
+            json!({
+                "pattern": string("The regular expression"),
+                "path": string("Directory to search (default: the workspace directory)"),
+                "include": string("Only files matching this glob, e.g. \"*.rs\" or \"*.{ts,tsx}\""),
+            }),
+            &["pattern"],
+        ),
+        "read" => tool(
+            "read",
+            "Reads a file (numbered lines, 2000 by default) or lists a directory. Use `offset` \
+             and `limit` for long files. Images and PDFs are returned as attachments.",
+            json!({
+                "filePath": string("Absolute path of the file or directory"),
+                "offset": int("First line to read, from 1"),
+                "limit": int("Lines to read at most (default 2000)"),
+            }),
+            &["filePath"],
+        ),
+        "todowrite" => tool(
+            "todowrite",
+            "Replaces the session's todo list: use it to plan work with several steps and to \
+             show progress. Keep one item in_progress at a time.",
+            json!({
+                "todos": {
+                    "type": "array",
+                    "description": "The whole updated list",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "content": string("The task, briefly"),
+                            "status": string("pending, in_progress, completed or cancelled"),
+                            "priority": string("high, medium or low"),
+                        },
+                        "required": ["content", "status", "priority"],
+                    },
+                },
+            }),
+            &["todos"],
+        ),
+        _ => tool(
+            "write",
+            "Writes a whole file, creating it (and its directories) or replacing it. Read an \
+             existing file before replacing it; prefer edit for changes.",
+            json!({
+                "content": string("The file's new content"),
+                "filePath": string("Absolute path of the file"),
+            }),
+            &["content", "filePath"],
+        ),
+    }
+}
+
+/// Runs one call.
+pub async fn run(ctx: &Ctx) -> Done {
+    match ctx.tool.as_str() {
+        "bash" => bash::run(ctx).await,
+        "read" => files::read(ctx).await,
+        "write" => files::write(ctx).await,
+        "edit" => files::edit(ctx).await,
+        "glob" => search::glob(ctx).await,
+        "grep" => search::grep(ctx).await,
+        "todowrite" => todo::write(ctx).await,
+        other => Done::error(format!(
+            "Model tried to call unavailable tool '{other}'. Available tools: {}.",
+            NAMES.join(", ")
+        )),
+    }
+}
+
+/// A string argument; `Err` names it when missing or of the wrong type.
+pub fn text_arg<'a>(input: &'a Object, name: &str) -> Result<&'a str, Done> {
+    match input.get(name) {
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(Done::error(format!(
+            "The {name} argument must be a string."
+        ))),
+        None => Err(Done::error(format!("The {name} argument is required."))),
+    }
+}
+
+/// An optional string argument (null counts as absent).
+pub fn opt_text<'a>(input: &'a Object, name: &str) -> Result<Option<&'a str>, Done> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(Done::error(format!(
+            "The {name} argument must be a string."
+        ))),
+    }
+}
+
+/// An optional non-negative integer argument.
+pub fn opt_uint(input: &Object, name: &str) -> Result<Option<u64>, Done> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| Done::error(format!("The {name} argument must be a number."))),
+    }
+}
+
+/// The object form of metadata.
+pub fn object(value: Value) -> Object {
+    match value {
+        Value::Object(map) => map,
+        _ => Object::new(),
+    }
+}
+
+/// The last path component, as OpenCode titles file tools.
+pub fn title_of(path: &Path, directory: &Path) -> String {
+    path.strip_prefix(directory)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map_or_else(
+            || path.display().to_string(),
+            |rel| rel.display().to_string(),
+        )
+}

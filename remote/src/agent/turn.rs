@@ -1,0 +1,237 @@
+//! A turn: steps until the model stops calling tools (AGENT.md §3), with `session.status`
+//! busy → idle and `session.idle` around it, the session's cost and token totals after each
+//! step, and the end OpenCode shows for an abort or a failed model call (`session.error`).
+//!
+//! Prompts that arrive while the turn runs are stored at once; the turn answers them before it
+//! ends, so a queued prompt is never left unanswered.
+
+use protocol::gateway::{ModelOptions, ModelRequest};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::opencode::event::BusEvent;
+use crate::opencode::message::{AssistantMessage, Message, ModelRef, WithParts};
+use crate::opencode::part::Part;
+use crate::opencode::session::Status;
+use crate::opencode::{Cost, Tokens};
+use crate::session::history;
+use crate::session::record::Recorder;
+
+use super::Agent;
+use super::step::{Call, End, Step};
+use super::{request, system, tools};
+
+/// Steps a turn may take before it stops by itself.
+const MAX_STEPS: usize = 500;
+
+/// What a turn answers with.
+#[derive(Debug, Clone)]
+pub struct TurnStart {
+    /// Agent name.
+    pub agent: String,
+    /// The model.
+    pub model: ModelRef,
+    /// Extra system prompt from the request.
+    pub system: Option<String>,
+    /// Model variant.
+    pub variant: Option<String>,
+}
+
+/// The last assistant message of a turn, as `POST /session/:id/message` returns it.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The message.
+    pub info: AssistantMessage,
+    /// Its parts.
+    pub parts: Vec<Part>,
+    /// Seq of its last update (the fence).
+    pub last_seq: u64,
+}
+
+impl Agent {
+    /// Runs a turn of the session `recorder` writes, until the model is done, the user
+    /// rejects a permission, the call fails or `cancel` fires.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read or written.
+    pub(super) async fn turn(
+        &self,
+        recorder: Recorder,
+        start: TurnStart,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, ApiError> {
+        let session_id = recorder.session_id().to_owned();
+        let bus = self.sessions.bus().clone();
+        let status = |status| {
+            bus.emit(&BusEvent::SessionStatus {
+                session_id: session_id.clone(),
+                status,
+            });
+        };
+        status(Status::Busy);
+        let result = self.steps(&recorder, &start, cancel).await;
+        match &result {
+            Ok(step) => match &step.end {
+                End::Aborted => bus.emit(&BusEvent::SessionError {
+                    session_id: session_id.clone(),
+                    error: crate::opencode::message::MessageError::aborted("Aborted"),
+                }),
+                End::Failed(error) => bus.emit(&BusEvent::SessionError {
+                    session_id: session_id.clone(),
+                    error: error.clone(),
+                }),
+                _ => {}
+            },
+            Err(err) => tracing::error!(session = %session_id, %err, "the turn failed"),
+        }
+        status(Status::Idle);
+        bus.emit(&BusEvent::SessionIdle {
+            session_id: session_id.clone(),
+        });
+        let step = result?;
+        Ok(Outcome {
+            info: step.message,
+            parts: step.parts,
+            last_seq: step.last_seq,
+        })
+    }
+
+    async fn steps(
+        &self,
+        recorder: &Recorder,
+        start: &TurnStart,
+        cancel: &CancellationToken,
+    ) -> Result<Step, ApiError> {
+        let worktree = self.worktree().await;
+        let env = system::Env {
+            directory: &self.directory,
+            worktree: worktree.as_deref().unwrap_or(&self.directory),
+            git: worktree.is_some(),
+        };
+        let instructions = {
+            let (directory, root) = (self.directory.clone(), env.worktree.to_path_buf());
+            tokio::task::spawn_blocking(move || system::instructions(&directory, &root))
+                .await
+                .unwrap_or_default()
+        };
+        let mut last = None;
+        for _ in 0..MAX_STEPS {
+            let conversation = self.conversation(recorder).await?;
+            let Some(parent_id) = conversation.iter().rev().find_map(|m| match &m.info {
+                Message::User(user) => Some(user.id.clone()),
+                Message::Assistant(_) => None,
+            }) else {
+                return Err(ApiError::BadRequest(
+                    "the session has no prompt to answer".into(),
+                ));
+            };
+            let disabled = disabled_tools(&conversation);
+            let request = ModelRequest {
+                provider_id: start.model.provider_id.clone(),
+                model_id: start.model.model_id.clone(),
+                system: system::prompt(
+                    &start.model.provider_id,
+                    &start.model.model_id,
+                    &env,
+                    &instructions,
+                    start.system.as_deref(),
+                ),
+                messages: request::messages(&conversation),
+                tools: tools::specs(&|name| disabled.contains(&name.to_owned())),
+                options: ModelOptions {
+                    reasoning_effort: start.variant.clone().filter(|v| v != "default"),
+                    session_id: Some(recorder.session_id().to_owned()),
+                    ..ModelOptions::default()
+                },
+            };
+            let call = Call {
+                parent_id: &parent_id,
+                agent: &start.agent,
+                model: &start.model,
+                request,
+            };
+            let step = self.step(recorder, call, cancel).await?;
+            self.add_totals(recorder, &step.message)?;
+            match step.end {
+                End::Tools if !cancel.is_cancelled() => {
+                    last = Some(step);
+                    continue;
+                }
+                End::Stop => {
+                    // A prompt stored while this step ran is answered now.
+                    let newer = self
+                        .conversation(recorder)
+                        .await?
+                        .last()
+                        .is_some_and(|m| matches!(m.info, Message::User(_)));
+                    if newer && !cancel.is_cancelled() {
+                        last = Some(step);
+                        continue;
+                    }
+                    return Ok(step);
+                }
+                _ => return Ok(step),
+            }
+        }
+        last.ok_or_else(|| ApiError::internal(anyhow::anyhow!("the turn took no step")))
+    }
+
+    /// The session's messages now.
+    async fn conversation(&self, recorder: &Recorder) -> Result<Vec<WithParts>, ApiError> {
+        let store = recorder.store().clone();
+        let session_id = recorder.session_id().to_owned();
+        let rows = tokio::task::spawn_blocking(move || store.rows(&session_id))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        Ok(history::fold(rows))
+    }
+
+    /// Adds a finished step's cost and tokens to the session's totals.
+    fn add_totals(&self, recorder: &Recorder, message: &AssistantMessage) -> Result<(), ApiError> {
+        if message.cost.0 == 0.0 && message.tokens.total.unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        let Some(mut info) = recorder.store().info(recorder.session_id()) else {
+            return Ok(());
+        };
+        let cost = info.cost.unwrap_or_default();
+        info.cost = Some(Cost(cost.0 + message.cost.0));
+        let mut tokens = info.tokens.unwrap_or_default();
+        tokens.add(&message.tokens);
+        tokens.total = None;
+        info.tokens = Some(Tokens { ..tokens });
+        info.time.updated = crate::session::ids::now_ms();
+        recorder.session(info)?;
+        Ok(())
+    }
+
+    /// The git worktree root, when the workspace is in one.
+    async fn worktree(&self) -> Option<std::path::PathBuf> {
+        let output = crate::tools::git::git(
+            &self.directory,
+            &self.procs,
+            &["rev-parse", "--show-toplevel"],
+        )
+        .await?;
+        let text = String::from_utf8(output).ok()?.trim().to_owned();
+        (!text.is_empty()).then(|| std::path::PathBuf::from(text))
+    }
+}
+
+/// Tools the last prompt switched off (`tools: {"bash": false}`).
+fn disabled_tools(conversation: &[WithParts]) -> Vec<String> {
+    conversation
+        .iter()
+        .rev()
+        .find_map(|m| match &m.info {
+            Message::User(user) => Some(user.tools.clone().unwrap_or_default()),
+            Message::Assistant(_) => None,
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, on)| on.as_bool() == Some(false))
+        .map(|(name, _)| name)
+        .collect()
+}
