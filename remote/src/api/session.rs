@@ -4,6 +4,7 @@
 use http::{HeaderValue, Response};
 use serde::Deserialize;
 
+use crate::agent::prompt::Prompt;
 use crate::agent::shell::Request as ShellRequest;
 use crate::api::startup::git_toplevel;
 use crate::error::ApiError;
@@ -188,6 +189,41 @@ pub async fn shell(mut req: Req) -> Result<Response<Body>, ApiError> {
         parts: vec![outcome.part],
     })?;
     fence(&mut response, &id, outcome.last_seq as i64);
+    Ok(response)
+}
+
+/// `POST /session/:id/message`: stores the prompt, runs the turn and answers the last
+/// assistant message with its parts and the fence of its completion. The turn goes on (and is
+/// recorded) when the request goes away; only an abort stops it. A prompt for a busy session
+/// is stored and answered by the running turn: the answer is then its user message's fence.
+pub async fn message(mut req: Req) -> Result<Response<Body>, ApiError> {
+    let prompt: Prompt = req.json().await?;
+    let id = req.param(0).to_owned();
+    let accepted = req.app.agent().prompt(&id, prompt).await?;
+    let Some(turn) = accepted.turn else {
+        let mut response = Response::new(crate::http::full(bytes::Bytes::new()));
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        fence(&mut response, &id, accepted.seq as i64);
+        return Ok(response);
+    };
+    let outcome = turn.await.map_err(ApiError::internal)??;
+    let mut response = ok(&WithParts {
+        info: Message::Assistant(outcome.info),
+        parts: outcome.parts,
+    })?;
+    fence(&mut response, &id, outcome.last_seq as i64);
+    Ok(response)
+}
+
+/// `POST /session/:id/prompt_async`: stores the prompt, starts the turn and answers `204` with
+/// the fence of the stored prompt.
+pub async fn prompt_async(mut req: Req) -> Result<Response<Body>, ApiError> {
+    let prompt: Prompt = req.json().await?;
+    let id = req.param(0).to_owned();
+    let accepted = req.app.agent().prompt(&id, prompt).await?;
+    let mut response = Response::new(crate::http::full(bytes::Bytes::new()));
+    *response.status_mut() = http::StatusCode::NO_CONTENT;
+    fence(&mut response, &id, accepted.seq as i64);
     Ok(response)
 }
 
