@@ -10,7 +10,7 @@ use protocol::gateway::{Failure, FailureKind, ModelEvent, ModelRequest, Reply};
 use serde_json::Value;
 
 use super::providers::{Resolved, Style};
-use super::{Gone, Replies, Shared, chat, failure, sse};
+use super::{Gone, Replies, Shared, anthropic, chat, failure, responses, sse};
 
 /// Attempts after the first for retryable failures.
 const MAX_RETRIES: u32 = 8;
@@ -114,7 +114,13 @@ pub(super) async fn model(
                 continue;
             }
         }
-        if failure.retryable && !emitted && retries < MAX_RETRIES {
+        // A laptop without network fails at once (retryable for the stub, which may try again
+        // later); what the provider refused for now is retried here.
+        if failure.retryable
+            && failure.kind != FailureKind::Network
+            && !emitted
+            && retries < MAX_RETRIES
+        {
             retries += 1;
             let delay = retry_after.unwrap_or_else(|| backoff(retries));
             let next_ms = SystemTime::now()
@@ -172,16 +178,16 @@ async fn attempt(
             chat::body(request, model),
             Box::new(chat::Parser::default()),
         ),
-        Style::Responses | Style::Anthropic => {
-            return Ok(Attempt::Failed {
-                failure: failure(
-                    FailureKind::UnsupportedApi,
-                    format!("the API style of `{}` is not supported yet", model.info.npm),
-                ),
-                retry_after: None,
-                emitted: false,
-            });
-        }
+        Style::Anthropic => (
+            "messages",
+            anthropic::body(request, model),
+            Box::new(anthropic::Parser::default()),
+        ),
+        Style::Responses => (
+            "responses",
+            responses::body(request, model),
+            Box::new(responses::Parser::default()),
+        ),
     };
     let url = format!("{}/{path}", model.base_url);
     let headers = match headers(model, request) {
