@@ -44,7 +44,9 @@ use super::opencode::LocalOpenCode;
 use providers::Providers;
 
 /// Encoded replies queued per answer stream before the bridge waits for HTTP/2 to take them.
-const ANSWER_QUEUE: usize = 4;
+const ANSWER_QUEUE: usize = 16;
+/// Most bytes of queued replies joined into one DATA frame.
+const BATCH_BYTES: usize = 64 << 10;
 /// Pause before opening the announce stream again after it failed.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
@@ -329,9 +331,23 @@ impl hyper::body::Body for Queued {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
+        let first = match self.0.poll_recv(cx) {
+            std::task::Poll::Ready(Some(first)) => first,
+            std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        };
+        // Replies already queued travel in one DATA frame: a fast stream of small deltas
+        // costs one write per burst rather than one per token.
+        let mut batch: Option<Vec<u8>> = None;
+        while batch.as_ref().map_or(first.len(), Vec::len) < BATCH_BYTES
+            && let Ok(next) = self.0.try_recv()
+        {
+            batch
+                .get_or_insert_with(|| first.to_vec())
+                .extend_from_slice(&next);
+        }
+        let data = batch.map_or(first, Bytes::from);
+        std::task::Poll::Ready(Some(Ok(Frame::data(data))))
     }
 }
 
