@@ -410,3 +410,169 @@ async fn perform(
         Err(failure) => replies.send(Reply::Error(failure)).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Response;
+    use http_body_util::{Full, StreamBody};
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use protocol::gateway::ModelRequest;
+    use protocol::handshake::Version;
+
+    type Served = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+    /// A stand-in stub: its announce stream sends what the test queues on `announce`; each
+    /// answer stream's replies go to `answers` as `(id, reply)`.
+    async fn stub(
+        announce: mpsc::Receiver<Bytes>,
+        answers: mpsc::UnboundedSender<(u64, Reply)>,
+    ) -> SendRequest<Body> {
+        let announce = Arc::new(Mutex::new(Some(announce)));
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let service = hyper::service::service_fn(move |request: HttpRequest<Incoming>| {
+            let announce = announce.clone();
+            let answers = answers.clone();
+            async move {
+                let path = request.uri().path().to_owned();
+                if path == REQUESTS_PATH {
+                    let mut frames = announce
+                        .lock()
+                        .unwrap()
+                        .take()
+                        .expect("one announce stream");
+                    let stream = futures_util::stream::poll_fn(move |cx| {
+                        frames.poll_recv(cx).map(|f| f.map(|b| Ok(Frame::data(b))))
+                    });
+                    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/octet-stream"),
+                    );
+                    return Ok::<Response<Served>, hyper::Error>(response);
+                }
+                let id: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
+                let body = request.into_body().collect().await?.to_bytes();
+                let mut decoder = Decoder::default();
+                decoder.push(&body);
+                while let Some(reply) = decoder.decode::<Reply>().unwrap() {
+                    answers.send((id, reply)).unwrap();
+                }
+                Ok(Response::new(Full::new(Bytes::new()).boxed()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(theirs), service),
+        );
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Body>(TokioIo::new(ours))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        sender
+    }
+
+    fn frame<T: serde::Serialize>(message: &T) -> Bytes {
+        Bytes::from(gateway::encode(message).unwrap())
+    }
+
+    fn model(provider: &str) -> Request {
+        Request::Model(ModelRequest {
+            provider_id: provider.into(),
+            model_id: "m".into(),
+            system: Vec::new(),
+            messages: Vec::new(),
+            tools: Vec::new(),
+            options: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_request_should_be_answered_and_the_stream_go_on() {
+        let (announce, queued) = mpsc::channel(8);
+        let (answers, mut answered) = mpsc::unbounded_channel();
+        let sender = stub(queued, answers).await;
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(Gateway::new(None).unwrap().serve(sender, stop.clone()));
+        announce
+            .send(frame(&Announce::Hello {
+                version: GATEWAY_VERSION,
+            }))
+            .await
+            .unwrap();
+        // A request of a kind this build does not know (variant 99).
+        let mut body = Vec::new();
+        let config = bincode::config::standard();
+        bincode::serde::encode_into_std_write((1u32, 5u64, 99u32), &mut body, config).unwrap();
+        let mut unknown = (body.len() as u32).to_be_bytes().to_vec();
+        unknown.extend(body);
+        announce.send(Bytes::from(unknown)).await.unwrap();
+        announce
+            .send(frame(&Announce::Request {
+                id: 6,
+                request: model("nope"),
+            }))
+            .await
+            .unwrap();
+        let mut seen = HashMap::new();
+        while seen.len() < 2 {
+            let (id, reply) = answered.recv().await.unwrap();
+            seen.insert(id, reply);
+        }
+        let Some(Reply::Error(bad)) = seen.get(&5) else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(bad.kind, FailureKind::BadRequest);
+        let Some(Reply::Error(unknown)) = seen.get(&6) else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(unknown.kind, FailureKind::UnknownModel);
+        assert!(
+            unknown.message.contains("without the local OpenCode"),
+            "{}",
+            unknown.message
+        );
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn another_major_version_should_be_refused() {
+        let (announce, queued) = mpsc::channel(8);
+        let (answers, mut answered) = mpsc::unbounded_channel();
+        let sender = stub(queued, answers).await;
+        let served = tokio::spawn(
+            Gateway::new(None)
+                .unwrap()
+                .serve(sender, CancellationToken::new()),
+        );
+        let version = Version {
+            major: GATEWAY_VERSION.major + 1,
+            minor: 0,
+        };
+        announce
+            .send(frame(&Announce::Hello { version }))
+            .await
+            .unwrap();
+        // Nobody may read this one: the gateway has stopped.
+        let _ignored = announce
+            .send(frame(&Announce::Request {
+                id: 1,
+                request: model("x"),
+            }))
+            .await;
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answered.try_recv().is_err(),
+            "a request was answered across versions"
+        );
+    }
+}
