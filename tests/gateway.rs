@@ -496,3 +496,98 @@ fn anthropic_over_tls_should_stream_through_the_host() {
     });
     assert_key_not_on_host(&sshd, ANTHROPIC_KEY);
 }
+
+#[test]
+fn setup_and_fetches_should_come_from_the_laptop() {
+    let sshd = require_sshd!();
+    let fake = FakeModel::start();
+    fake.set_providers(providers(&fake.url(), &fake.url()));
+    fake.set_json(
+        "/config",
+        json!({"model": "fake/fake-upstream-id", "small_model": "fake/slow",
+            "permission": {"bash": "ask"}, "instructions": ["~/rules.md", "docs/project.md"]}),
+    );
+    fake.set_json("/agent", json!([{"name": "build", "mode": "primary"}]));
+    fake.set_json("/command", json!([{"name": "review"}]));
+    fake.set_page(
+        "/page",
+        "text/html; charset=utf-8",
+        "<h1>from the laptop</h1>",
+    );
+    let config = sshd.local_home().join(".config/opencode");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("AGENTS.md"), "Be kind.").unwrap();
+    std::fs::write(sshd.local_home().join("rules.md"), "Use tabs.").unwrap();
+    let bridge = start_bridge(&sshd, &fake, None);
+    runtime().block_on(async {
+        let replies = ask(&bridge, Request::Setup).await;
+        let [Reply::Setup(setup), Reply::End] = replies.as_slice() else {
+            panic!("{replies:?}")
+        };
+        assert!(!serde_json::to_string(setup).unwrap().contains(KEY));
+        let fake_provider = setup.providers.iter().find(|p| p.id == "fake").unwrap();
+        let model = fake_provider
+            .models
+            .iter()
+            .find(|m| m.model_id == "fake-upstream-id")
+            .unwrap();
+        assert_eq!((model.output_limit, model.cost.output), (8000, 2.0));
+        assert_eq!(setup.model.as_deref(), Some("fake/fake-upstream-id"));
+        assert_eq!(setup.small_model.as_deref(), Some("fake/slow"));
+        assert_eq!(
+            setup.defaults,
+            [("fake".to_owned(), "fake-upstream-id".to_owned())]
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&setup.permission).unwrap(),
+            json!({"bash": "ask"})
+        );
+        assert!(setup.agents.contains("build") && setup.commands.contains("review"));
+        let texts: Vec<&str> = setup
+            .instructions
+            .iter()
+            .map(|(_, text)| text.as_str())
+            .collect();
+        assert_eq!(texts, ["Be kind.", "Use tabs."]);
+
+        let fetch = |url: String, max_bytes| {
+            Request::Fetch(protocol::gateway::FetchRequest {
+                url,
+                accept: "text/html".into(),
+                timeout_ms: 5000,
+                max_bytes,
+            })
+        };
+        let replies = ask(&bridge, fetch(format!("{}/page", fake.url()), 1000)).await;
+        let Some(Reply::Head {
+            status: 200,
+            content_type,
+        }) = replies.first()
+        else {
+            panic!("{replies:?}")
+        };
+        assert_eq!(content_type, "text/html; charset=utf-8");
+        let body: Vec<u8> = replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Data(data) => Some(data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(body, b"<h1>from the laptop</h1>");
+        assert_eq!(replies.last(), Some(&Reply::End));
+        for (url, max_bytes, needle) in [
+            (format!("{}/page", fake.url()), 5, "too large"),
+            ("file:///etc/passwd".to_owned(), 1000, "not an http(s) URL"),
+            ("http://127.0.0.1:1/".to_owned(), 1000, "fetch failed"),
+        ] {
+            let replies = ask(&bridge, fetch(url, max_bytes)).await;
+            let Some(Reply::Error(failure)) = replies.last() else {
+                panic!("{replies:?}")
+            };
+            assert_eq!(failure.kind, FailureKind::Fetch);
+            assert!(failure.message.contains(needle), "{}", failure.message);
+        }
+    });
+}

@@ -192,7 +192,8 @@ impl Seen {
 #[derive(Default)]
 struct State {
     scripts: Mutex<HashMap<String, VecDeque<Script>>>,
-    providers: Mutex<Value>,
+    /// Answers to `GET path`: content type and body.
+    pages: Mutex<HashMap<String, (String, Bytes)>>,
     seen: Mutex<Vec<Seen>>,
     /// When clients went away in the middle of a stream.
     aborted: Mutex<Vec<Instant>>,
@@ -310,7 +311,21 @@ impl FakeModel {
 
     /// What `GET /config/providers` answers.
     pub fn set_providers(&self, providers: Value) {
-        *self.state.providers.lock().unwrap() = providers;
+        self.set_json("/config/providers", providers);
+    }
+
+    /// What `GET path` answers, as JSON (the local OpenCode's `/config`, `/agent`…).
+    pub fn set_json(&self, path: &str, value: Value) {
+        self.set_page(path, "application/json", value.to_string());
+    }
+
+    /// What `GET path` answers.
+    pub fn set_page(&self, path: &str, content_type: &str, body: impl Into<Bytes>) {
+        self.state
+            .pages
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), (content_type.to_owned(), body.into()));
     }
 
     /// Scripts for requests naming `model`, used in order (the last repeats).
@@ -354,9 +369,16 @@ async fn answer(
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
-    if path == "/config/providers" {
-        let providers = state.providers.lock().unwrap().clone();
-        return Ok(full(200, providers.to_string()));
+    if request.method() == hyper::Method::GET {
+        let page = state.pages.lock().unwrap().get(&path).cloned();
+        let Some((content_type, body)) = page else {
+            return Ok(full(404, "{}"));
+        };
+        let mut response = full(200, body);
+        response
+            .headers_mut()
+            .insert("content-type", content_type.parse().unwrap());
+        return Ok(response);
     }
     let headers = request
         .headers()
