@@ -14,6 +14,10 @@ use serde::Deserialize;
 use super::super::opencode::LocalOpenCode;
 use super::failure;
 
+/// The key `/config/providers` shows for providers signed in with OAuth (the real token is
+/// added by an OpenCode plugin on each request).
+const OAUTH_PLACEHOLDER: &str = "opencode-oauth-dummy-key";
+
 /// Largest `/config/providers` answer read.
 const MAX_CATALOG: usize = 32 << 20;
 
@@ -247,6 +251,16 @@ impl Catalog {
                 ),
             )));
         };
+        if provider.key.as_deref() == Some(OAUTH_PLACEHOLDER) {
+            return Err(Some(failure(
+                FailureKind::Auth,
+                format!(
+                    "provider `{provider_id}` is signed in through OpenCode's OAuth login, whose \
+                     tokens only OpenCode's own auth plugin can use; the opencode-remote bridge \
+                     needs an API key for it (`opencode auth login`, choose API key)"
+                ),
+            )));
+        }
         let base_url = provider
             .options
             .base_url
@@ -400,6 +414,9 @@ mod tests {
                 "id": "anthropic", "name": "Anthropic", "key": "sk-2", "options": {},
                 "models": {"c": {"api": {"id": "claude", "npm": "@ai-sdk/anthropic"}}}
             }, {
+                "id": "copilot", "name": "C", "key": "opencode-oauth-dummy-key", "options": {},
+                "models": {"x": {"api": {"id": "x", "npm": "@ai-sdk/openai-compatible"}}}
+            }, {
                 "id": "g", "name": "G", "models": {"x": {"api": {"id": "x", "npm": "@ai-sdk/google"}}}
             }],
             "default": {"fake": "m"}
@@ -432,5 +449,10 @@ mod tests {
             );
         }
         assert!(matches!(catalog.resolve("nope", "m"), Err(None)));
+        let Err(Some(oauth)) = catalog.resolve("copilot", "x") else {
+            panic!()
+        };
+        assert_eq!(oauth.kind, FailureKind::Auth);
+        assert!(oauth.message.contains("OAuth"), "{}", oauth.message);
     }
 }
