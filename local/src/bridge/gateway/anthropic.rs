@@ -9,7 +9,7 @@ use protocol::gateway::{Content, FinishReason, ModelEvent, ModelRequest, Role, U
 use serde_json::{Map, Value, json};
 
 use super::call::{Dialect, StreamError, provider_error};
-use super::chat::parse_or_object;
+use super::chat::{max_output, parse_or_object};
 use super::providers::Resolved;
 use super::sse;
 
@@ -88,12 +88,7 @@ pub(super) fn body(request: &ModelRequest, model: &Resolved) -> Value {
             block
         })
         .collect();
-    let mut max_tokens = request
-        .options
-        .max_tokens
-        .map(u64::from)
-        .or((model.info.output_limit > 0).then_some(model.info.output_limit))
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let mut max_tokens = max_output(request, model).unwrap_or(DEFAULT_MAX_TOKENS);
     let mut body = Map::new();
     body.insert("model".into(), model.info.api_id.clone().into());
     let thinking = request
@@ -130,10 +125,12 @@ pub(super) fn body(request: &ModelRequest, model: &Resolved) -> Value {
             .tools
             .iter()
             .map(|tool| {
+                // As OpenCode sends every tool: arguments stream as they are generated.
                 json!({
                     "name": tool.name,
                     "description": tool.description,
                     "input_schema": parse_or_object(&tool.parameters),
+                    "eager_input_streaming": true,
                 })
             })
             .collect();

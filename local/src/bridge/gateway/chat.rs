@@ -23,12 +23,7 @@ pub(super) fn body(request: &ModelRequest, model: &Resolved) -> Value {
     }
     let mut body = Map::new();
     body.insert("model".into(), model.info.api_id.clone().into());
-    let max_tokens = request
-        .options
-        .max_tokens
-        .map(u64::from)
-        .or((model.info.output_limit > 0).then_some(model.info.output_limit));
-    if let Some(max_tokens) = max_tokens {
+    if let Some(max_tokens) = max_output(request, model) {
         body.insert("max_tokens".into(), max_tokens.into());
     }
     if let Some(temperature) = request.options.temperature {
@@ -61,6 +56,19 @@ pub(super) fn body(request: &ModelRequest, model: &Resolved) -> Value {
         body.insert("tools".into(), tools.into());
     }
     Value::Object(body)
+}
+
+/// OpenCode's cap on output tokens taken from a model's limit.
+const MAX_OUTPUT: u64 = 32_000;
+
+/// The output limit to send: the request's, else the model's (at most [`MAX_OUTPUT`], as
+/// OpenCode sends it); `None` when neither is known.
+pub(super) fn max_output(request: &ModelRequest, model: &Resolved) -> Option<u64> {
+    request
+        .options
+        .max_tokens
+        .map(u64::from)
+        .or((model.info.output_limit > 0).then(|| model.info.output_limit.min(MAX_OUTPUT)))
 }
 
 /// JSON text as a value; `{}` when it is not valid JSON (the provider would refuse a string).

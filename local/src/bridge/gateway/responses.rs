@@ -35,12 +35,7 @@ pub(super) fn body(request: &ModelRequest, model: &Resolved) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), model.info.api_id.clone().into());
     body.insert("input".into(), input.into());
-    let max_tokens = request
-        .options
-        .max_tokens
-        .map(u64::from)
-        .or((model.info.output_limit > 0).then_some(model.info.output_limit));
-    if let Some(max_tokens) = max_tokens {
+    if let Some(max_tokens) = super::chat::max_output(request, model) {
         body.insert("max_output_tokens".into(), max_tokens.into());
     }
     if let Some(temperature) = request.options.temperature {
