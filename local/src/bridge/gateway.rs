@@ -386,14 +386,17 @@ async fn answer(
             posted.abort();
             tracing::info!(id, elapsed = ?started.elapsed(), "request ended early: {reason}");
         }
-        None => match tokio::time::timeout(Duration::from_secs(10), posted).await {
+        None => match tokio::time::timeout(Duration::from_secs(10), &mut posted).await {
             Ok(Ok(Ok(response))) if response.status().is_success() => {}
             Ok(Ok(Ok(response))) => {
                 tracing::warn!(id, status = %response.status(), "the stub refused an answer");
             }
             Ok(Ok(Err(err))) => tracing::debug!(id, %err, "answer stream failed at its end"),
             Ok(Err(err)) => tracing::warn!(id, %err, "the answer stream's task failed"),
-            Err(_) => tracing::warn!(id, "the stub did not acknowledge an answer"),
+            Err(_) => {
+                posted.abort();
+                tracing::warn!(id, "the stub did not acknowledge an answer");
+            }
         },
     }
 }
