@@ -599,3 +599,61 @@ fn setup_and_fetches_should_come_from_the_laptop() {
         }
     });
 }
+
+#[test]
+fn a_host_that_reads_slowly_should_hold_the_provider_back() {
+    const TOKENS: usize = 300_000;
+    let sshd = require_sshd!();
+    let fake = FakeModel::start();
+    fake.set_providers(providers(&fake.url(), &fake.url()));
+    let words: Vec<String> = (0..TOKENS).map(|i| format!("token number {i} ")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    fake.script(
+        "fake-upstream-id",
+        vec![Script::sse(&chat_stream(&words, &[]), true)],
+    );
+    let bridge = start_bridge(&sshd, &fake, None);
+    runtime().block_on(async {
+        let (mut body, _connection) = open(
+            &bridge,
+            &Request::Model(request("fake", "fake-upstream-id")),
+        )
+        .await;
+        let mut buffer = Vec::new();
+        assert!(matches!(
+            next(&mut body, &mut buffer).await,
+            Some(Reply::Model(ModelEvent::Started(_)))
+        ));
+        // The host stops reading: the provider must stop being read soon after.
+        let mut last = fake.sent();
+        let mut stalled = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = fake.sent();
+            if now == last {
+                stalled = true;
+                break;
+            }
+            last = now;
+        }
+        eprintln!("the provider was held back after {last} of {TOKENS} tokens");
+        assert!(
+            stalled && last < TOKENS,
+            "the bridge kept reading: {last} of {TOKENS}"
+        );
+        // Reading again, everything arrives, in order.
+        let mut count = 0;
+        loop {
+            match next(&mut body, &mut buffer).await {
+                Some(Reply::Model(ModelEvent::TextDelta(text))) => {
+                    assert_eq!(text, words[count]);
+                    count += 1;
+                }
+                Some(Reply::End) => break,
+                Some(Reply::Model(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(count, TOKENS);
+    });
+}

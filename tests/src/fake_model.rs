@@ -198,6 +198,8 @@ struct State {
     /// When clients went away in the middle of a stream.
     aborted: Mutex<Vec<Instant>>,
     open: AtomicUsize,
+    /// Stream steps written so far (all streams).
+    sent: AtomicUsize,
 }
 
 /// The running fake; it serves until the test process ends.
@@ -347,6 +349,11 @@ impl FakeModel {
         self.state.aborted.lock().unwrap().clone()
     }
 
+    /// Stream steps written so far, all streams together.
+    pub fn sent(&self) -> usize {
+        self.state.sent.load(Ordering::SeqCst)
+    }
+
     /// Streams being answered now.
     pub fn open(&self) -> usize {
         self.state.open.load(Ordering::SeqCst)
@@ -437,6 +444,7 @@ async fn answer(
                         finished = false;
                         break;
                     }
+                    state.sent.fetch_add(1, Ordering::SeqCst);
                 }
                 Step::Pause(pause) => tokio::select! {
                     () = tokio::time::sleep(pause) => {}
