@@ -609,6 +609,12 @@ mod tests {
             Some(Announce::Cancel { id: 3 })
         );
         assert_eq!(request_id(&good[LENGTH_PREFIX_LEN..]), None);
+        let real = encode(&Announce::Request {
+            id: 7,
+            request: Request::Setup,
+        })
+        .unwrap();
+        assert_eq!(request_id(&real[LENGTH_PREFIX_LEN..]), Some(7));
     }
 
     #[test]
