@@ -1,6 +1,7 @@
 //! End-to-end tests: real sshd, real binaries, real OpenCode. One test binary (see Cargo.toml).
 mod config_cli;
 mod foundation;
+mod gateway;
 mod h2_abuse;
 mod jump;
 mod layout;

@@ -21,13 +21,12 @@
 //!   (SSH, the exec channel, the handshake) in the product, an in-process HTTP/2 server in the
 //!   unit tests below, so the bridge's own logic is tested without sshd.
 //!
-//! Later, the stub will need to ask this side for outbound HTTP (LLM calls with credentials
-//! that stay on the laptop). The stub cannot open streams toward us (it is the h2 server), so
-//! the plan is a long-lived request the bridge opens (`POST /x-opencode-remote/callback`) whose
-//! response body carries the stub's requests and whose request body carries our answers, on
-//! this same connection; nothing here assumes the request path only flows one way.
+//! - **Model gateway.** On every link the bridge also answers what the stub asks of the
+//!   laptop (model calls with the user's credentials, web fetches, the user's setup) over
+//!   streams it opens itself: see [`gateway`].
 
 pub mod connector;
+pub mod gateway;
 #[cfg(test)]
 mod mock;
 mod opencode;
@@ -53,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use connector::{Body, BoxError};
+pub use gateway::Gateway;
 use opencode::USER_LEVEL;
 pub use opencode::{LocalOpenCode, StdioCalls};
 pub use reconnect::{Connect, Link};
@@ -122,11 +122,19 @@ pub async fn run<C: Connect>(
             local: local.clone(),
         }),
     };
+    let gateway = match Gateway::new(local.clone()) {
+        Ok(gateway) => Some(gateway),
+        Err(err) => {
+            tracing::error!(%err, "cannot set up the model gateway's HTTP client: model calls from the host are off");
+            None
+        }
+    };
     let tracker = TaskTracker::new();
     tracker.spawn(supervise(
         connector,
         first,
         local,
+        gateway,
         state_tx,
         shutdown.clone(),
     ));

@@ -509,6 +509,30 @@ impl Decoder {
         self.buffer.drain(..LENGTH_PREFIX_LEN + len);
         Ok(Some(message))
     }
+
+    /// After [`FrameError::Malformed`] or [`FrameError::TrailingBytes`]: removes the frame that
+    /// failed and returns its body, so the stream can go on with the next frame (the length
+    /// prefix still delimits it). `None` when no complete frame is buffered.
+    pub fn skip(&mut self) -> Option<Vec<u8>> {
+        let prefix = self.buffer.first_chunk::<LENGTH_PREFIX_LEN>()?;
+        let len = u32::from_be_bytes(*prefix) as usize;
+        if len > MAX_FRAME_LEN || self.buffer.len() < LENGTH_PREFIX_LEN + len {
+            return None;
+        }
+        let mut frame: Vec<u8> = self.buffer.drain(..LENGTH_PREFIX_LEN + len).collect();
+        frame.drain(..LENGTH_PREFIX_LEN);
+        Some(frame)
+    }
+}
+
+/// The id of an [`Announce::Request`] whose request could not be decoded (a newer stub's
+/// request kind, a damaged body), read from the frame's start so that the request can still be
+/// answered with [`Reply::Error`] instead of waiting forever.
+pub fn request_id(body: &[u8]) -> Option<u64> {
+    // The variant index of `Announce::Request`, then its `id`, as bincode lays them out.
+    let ((variant, id), _): ((u32, u64), usize) =
+        bincode::serde::decode_from_slice(body, config()).ok()?;
+    (variant == 1).then_some(id)
 }
 
 #[cfg(test)]
@@ -564,6 +588,33 @@ mod tests {
         let mut garbage = Decoder::default();
         garbage.push(&[0, 0, 0, 2, 0xff, 0xff]);
         assert!(garbage.decode::<Reply>().is_err());
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_decoded_should_still_give_its_id() {
+        let good = encode(&Announce::Cancel { id: 3 }).unwrap();
+        // A request whose kind this build does not know: variant 1, id 42, request variant 99.
+        let mut body = Vec::new();
+        bincode::serde::encode_into_std_write((1u32, 42u64, 99u32), &mut body, config()).unwrap();
+        let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+        bytes.extend(&body);
+        bytes.extend(&good);
+        let mut decoder = Decoder::default();
+        decoder.push(&bytes);
+        assert!(decoder.decode::<Announce>().is_err());
+        let skipped = decoder.skip().unwrap();
+        assert_eq!(request_id(&skipped), Some(42));
+        assert_eq!(
+            decoder.decode::<Announce>().unwrap(),
+            Some(Announce::Cancel { id: 3 })
+        );
+        assert_eq!(request_id(&good[LENGTH_PREFIX_LEN..]), None);
+        let real = encode(&Announce::Request {
+            id: 7,
+            request: Request::Setup,
+        })
+        .unwrap();
+        assert_eq!(request_id(&real[LENGTH_PREFIX_LEN..]), Some(7));
     }
 
     #[test]

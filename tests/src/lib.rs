@@ -2,6 +2,7 @@
 //! bridge child process, and HTTP helpers.
 pub mod bins;
 pub mod bridge;
+pub mod fake_model;
 pub mod http;
 pub mod llm;
 pub mod netns;

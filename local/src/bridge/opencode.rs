@@ -31,9 +31,12 @@ enum Via {
     Http {
         url: String,
         authorization: Option<String>,
-        client: hyper_util::client::legacy::Client<
-            hyper_util::client::legacy::connect::HttpConnector,
-            http_body_util::Empty<Bytes>,
+        // Boxed: the client is large, and clones of this are passed around.
+        client: Box<
+            hyper_util::client::legacy::Client<
+                hyper_util::client::legacy::connect::HttpConnector,
+                http_body_util::Empty<Bytes>,
+            >,
         >,
     },
     Stdio(Arc<StdioCalls>),
@@ -136,7 +139,7 @@ impl LocalOpenCode {
             via: Via::Http {
                 url,
                 authorization,
-                client,
+                client: Box::new(client),
             },
         }
     }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::connector::Body;
 use super::connector::error_chain;
 use super::error_response;
+use super::gateway::Gateway;
 use super::opencode::LocalOpenCode;
 
 /// How the bridge reaches a stub. [`Connector`](super::connector::Connector) is the real one
@@ -69,6 +70,7 @@ pub(super) async fn supervise<C: Connect>(
     connector: C,
     first: Option<Link>,
     local: Option<LocalOpenCode>,
+    gateway: Option<Gateway>,
     state: watch::Sender<State>,
     shutdown: CancellationToken,
 ) {
@@ -138,15 +140,22 @@ pub(super) async fn supervise<C: Connect>(
             });
         }
         let connected_at = Instant::now();
+        // The model gateway serves this link and ends with it.
+        let link_ended = shutdown.child_token();
+        let served = gateway
+            .clone()
+            .map(|gateway| tokio::spawn(gateway.serve(current.sender.clone(), link_ended.clone())));
         let Link { closed, close, .. } = current;
         let reason = tokio::select! {
             reason = closed => reason.unwrap_or_else(|_| "connection task ended".into()),
             () = shutdown.cancelled() => {
                 state.send_replace(State::Closed);
+                end_gateway(link_ended, served).await;
                 close.await;
                 return;
             }
         };
+        end_gateway(link_ended, served).await;
         tracing::warn!(%reason, "lost the stub; reconnecting");
         close.await;
         // A connection that lived a while reconnects at once; a flapping one backs off.
@@ -157,6 +166,18 @@ pub(super) async fn supervise<C: Connect>(
         };
         last_error = Some(reason);
         nudge = true;
+    }
+}
+
+/// Stops the gateway of a link that ended, waiting briefly for its answers to wind down.
+async fn end_gateway(link_ended: CancellationToken, served: Option<tokio::task::JoinHandle<()>>) {
+    link_ended.cancel();
+    if let Some(served) = served
+        && tokio::time::timeout(Duration::from_secs(2), served)
+            .await
+            .is_err()
+    {
+        tracing::debug!("the gateway's answers were still winding down");
     }
 }
 
