@@ -10,11 +10,14 @@
 //!              └────────┴──▶ tools ──▶ policy (ask the user) ──▶ crate::tools (execution)
 //! ```
 
+pub mod command;
 pub mod prompt;
 pub mod request;
+pub mod rules;
 pub mod shell;
 pub mod step;
 pub mod system;
+pub mod title;
 pub mod tools;
 pub mod turn;
 
@@ -59,6 +62,8 @@ pub struct Agent {
     directory: PathBuf,
     home: PathBuf,
     state_dir: PathBuf,
+    /// Rules the user approved with `always` while this stub runs.
+    approved: std::sync::Arc<std::sync::Mutex<Vec<rules::Rule>>>,
 }
 
 impl Agent {
@@ -83,6 +88,16 @@ impl Agent {
             directory,
             home,
             state_dir,
+            approved: std::sync::Arc::default(),
+        }
+    }
+
+    /// The rules of `agent`: from the laptop's agent list, else OpenCode's defaults.
+    pub async fn rules(&self, agent: &str) -> rules::Rules {
+        match self.setup().await {
+            Some(setup) => rules::Rules::from_agents(&setup.agents, agent)
+                .unwrap_or_else(|| rules::Rules::defaults(agent)),
+            None => rules::Rules::defaults(agent),
         }
     }
 }

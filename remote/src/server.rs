@@ -67,7 +67,7 @@ fn routes() -> &'static [Route] {
             route!(POST "/session/:id/abort" => session::abort),
             route!(POST "/session/:id/message" => session::message),
             route!(POST "/session/:id/prompt_async" => session::prompt_async),
-            route!(POST "/session/:id/command" => session::not_yet),
+            route!(POST "/session/:id/command" => session::command),
             route!(POST "/session/:id/summarize" => session::not_yet),
             route!(POST "/session/:id/init" => session::not_yet),
             route!(POST "/session/:id/revert" => session::not_yet),

@@ -16,6 +16,7 @@ use crate::session::limits;
 use crate::session::record::Recorder;
 
 use super::Agent;
+use super::title;
 use super::turn::{Outcome, TurnStart};
 
 /// Agent used when the prompt names none.
@@ -193,9 +194,19 @@ impl Agent {
                 variant: None,
             },
             (None, None) => {
-                return Err(ApiError::BadRequest(
-                    "`model` is required: this session has no model yet".into(),
-                ));
+                let default = self.setup().await.and_then(|setup| setup.model);
+                match default.as_deref().and_then(|m| m.split_once('/')) {
+                    Some((provider, model)) => ModelRef {
+                        provider_id: provider.to_owned(),
+                        model_id: model.to_owned(),
+                        variant: None,
+                    },
+                    None => {
+                        return Err(ApiError::BadRequest(
+                            "`model` is required: this session has no model yet and the laptop's OpenCode names no default model".into(),
+                        ));
+                    }
+                }
             }
         };
         let recorder = Recorder::new(store.clone(), session_id);
@@ -228,6 +239,18 @@ impl Agent {
             system: prompt.system.clone(),
             tools: prompt.tools.clone(),
         }))?;
+        let prompt_text: String = inputs
+            .iter()
+            .filter_map(|input| match input {
+                Input::Text {
+                    text,
+                    synthetic: false,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let needs_title = title::is_default(&info.title);
         for input in inputs {
             let kind = match input {
                 Input::Text { text, synthetic } => PartKind::Text(TextPart {
@@ -253,6 +276,13 @@ impl Agent {
             system: prompt.system,
             variant: prompt.variant,
         };
+        if needs_title && !prompt_text.trim().is_empty() {
+            let this = self.clone();
+            let recorder = Recorder::new(store.clone(), session_id);
+            let model = start.model.clone();
+            self.tasks
+                .spawn(async move { this.title(recorder, model, prompt_text).await });
+        }
         let (started_tx, started_rx) = oneshot::channel();
         let this = self.clone();
         let session = session_id.to_owned();

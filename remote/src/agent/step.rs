@@ -70,6 +70,8 @@ pub struct Call<'a> {
     pub model: &'a ModelRef,
     /// The request, minus nothing: system, conversation, tools, options.
     pub request: ModelRequest,
+    /// The agent's permission rules.
+    pub rules: std::sync::Arc<super::rules::Rules>,
 }
 
 /// A text or reasoning part being streamed.
@@ -95,6 +97,7 @@ struct Calling {
 /// Everything the stream produced so far.
 struct Stream<'a> {
     agent: &'a Agent,
+    rules: std::sync::Arc<super::rules::Rules>,
     recorder: &'a Recorder,
     message: AssistantMessage,
     cancel: CancellationToken,
@@ -151,6 +154,7 @@ impl Agent {
         recorder.message(Message::Assistant(message.clone()))?;
         let mut stream = Stream {
             agent: self,
+            rules: call.rules.clone(),
             recorder,
             message,
             cancel: cancel.child_token(),

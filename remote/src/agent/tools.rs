@@ -5,6 +5,7 @@
 
 pub mod bash;
 pub mod files;
+pub mod permit;
 pub mod search;
 pub mod todo;
 
@@ -65,6 +66,8 @@ impl Done {
 pub struct Ctx {
     /// The agent room.
     pub agent: Agent,
+    /// The agent's permission rules.
+    pub rules: std::sync::Arc<super::rules::Rules>,
     /// The session's log.
     pub recorder: Recorder,
     /// The assistant message holding the call.
@@ -282,8 +285,11 @@ fn spec(name: &str) -> Tool {
     }
 }
 
-/// Runs one call.
+/// Runs one call, once the agent's rules let it.
 pub async fn run(ctx: &Ctx) -> Done {
+    if let Err(done) = permit::check(ctx).await {
+        return done;
+    }
     match ctx.tool.as_str() {
         "bash" => bash::run(ctx).await,
         "read" => files::read(ctx).await,

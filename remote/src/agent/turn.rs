@@ -115,6 +115,7 @@ impl Agent {
                 .await
                 .unwrap_or_default()
         };
+        let rules = std::sync::Arc::new(self.rules(&start.agent).await);
         let mut last = None;
         for _ in 0..MAX_STEPS {
             let conversation = self.conversation(recorder).await?;
@@ -138,7 +139,9 @@ impl Agent {
                     start.system.as_deref(),
                 ),
                 messages: request::messages(&conversation),
-                tools: tools::specs(&|name| disabled.contains(&name.to_owned())),
+                tools: tools::specs(&|name| {
+                    disabled.contains(&name.to_owned()) || rules.disabled(name)
+                }),
                 options: ModelOptions {
                     reasoning_effort: start.variant.clone().filter(|v| v != "default"),
                     session_id: Some(recorder.session_id().to_owned()),
@@ -150,6 +153,7 @@ impl Agent {
                 agent: &start.agent,
                 model: &start.model,
                 request,
+                rules: rules.clone(),
             };
             let step = self.step(recorder, call, cancel).await?;
             self.add_totals(recorder, &step.message)?;

@@ -200,19 +200,7 @@ pub async fn message(mut req: Req) -> Result<Response<Body>, ApiError> {
     let prompt: Prompt = req.json().await?;
     let id = req.param(0).to_owned();
     let accepted = req.app.agent().prompt(&id, prompt).await?;
-    let Some(turn) = accepted.turn else {
-        let mut response = Response::new(crate::http::full(bytes::Bytes::new()));
-        *response.status_mut() = http::StatusCode::NO_CONTENT;
-        fence(&mut response, &id, accepted.seq as i64);
-        return Ok(response);
-    };
-    let outcome = turn.await.map_err(ApiError::internal)??;
-    let mut response = ok(&WithParts {
-        info: Message::Assistant(outcome.info),
-        parts: outcome.parts,
-    })?;
-    fence(&mut response, &id, outcome.last_seq as i64);
-    Ok(response)
+    answer(&id, accepted).await
 }
 
 /// `POST /session/:id/prompt_async`: stores the prompt, starts the turn and answers `204` with
@@ -224,6 +212,36 @@ pub async fn prompt_async(mut req: Req) -> Result<Response<Body>, ApiError> {
     let mut response = Response::new(crate::http::full(bytes::Bytes::new()));
     *response.status_mut() = http::StatusCode::NO_CONTENT;
     fence(&mut response, &id, accepted.seq as i64);
+    Ok(response)
+}
+
+/// `POST /session/:id/command`: a slash command, expanded into a prompt; answers like
+/// `/message`.
+pub async fn command(mut req: Req) -> Result<Response<Body>, ApiError> {
+    let body: crate::agent::command::CommandBody = req.json().await?;
+    let id = req.param(0).to_owned();
+    let accepted = req.app.agent().command(&id, body).await?;
+    answer(&id, accepted).await
+}
+
+/// The answer of a prompt: the turn's last assistant message, or `204` and the prompt's fence
+/// when a running turn will answer it.
+async fn answer(
+    id: &str,
+    accepted: crate::agent::prompt::Accepted,
+) -> Result<Response<Body>, ApiError> {
+    let Some(turn) = accepted.turn else {
+        let mut response = Response::new(crate::http::full(bytes::Bytes::new()));
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        fence(&mut response, id, accepted.seq as i64);
+        return Ok(response);
+    };
+    let outcome = turn.await.map_err(ApiError::internal)??;
+    let mut response = ok(&WithParts {
+        info: Message::Assistant(outcome.info),
+        parts: outcome.parts,
+    })?;
+    fence(&mut response, id, outcome.last_seq as i64);
     Ok(response)
 }
 

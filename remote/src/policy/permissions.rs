@@ -127,12 +127,33 @@ impl Permissions {
                 call_id: ask.call_id,
             }),
         };
+        self.pend(bus, request, ask.roots)
+    }
+
+    /// Announces a request the agent's rules raise (any permission, its own patterns and
+    /// `always`); an `always` answer approves no directory (the agent remembers it).
+    pub fn ask_rule(
+        &self,
+        bus: &Bus,
+        mut request: PermissionRequest,
+    ) -> (String, oneshot::Receiver<Answer>) {
+        request.id = ids::new("per", Order::Ascending);
+        self.pend(bus, request, Vec::new())
+    }
+
+    fn pend(
+        &self,
+        bus: &Bus,
+        request: PermissionRequest,
+        roots: Vec<PathBuf>,
+    ) -> (String, oneshot::Receiver<Answer>) {
+        let id = request.id.clone();
         let (tx, rx) = oneshot::channel();
         self.lock().insert(
             id.clone(),
             Pending {
                 request: request.clone(),
-                roots: ask.roots,
+                roots,
                 tx,
             },
         );

@@ -55,6 +55,7 @@ impl Stream<'_> {
         self.put(part.clone());
         let ctx = Ctx {
             agent: self.agent.clone(),
+            rules: self.rules.clone(),
             recorder: self.recorder.clone(),
             message_id: self.message.id.clone(),
             part_id: part.id.clone(),
