@@ -5,6 +5,7 @@
 
 pub mod bash;
 pub mod files;
+pub mod patch;
 pub mod permit;
 pub mod search;
 pub mod todo;
@@ -161,13 +162,35 @@ impl Agent {
     }
 }
 
-/// Names of the tools offered, in OpenCode's order.
-pub const NAMES: [&str; 7] = ["bash", "edit", "glob", "grep", "read", "todowrite", "write"];
+/// Names of the tools, in OpenCode's order.
+pub const NAMES: [&str; 8] = [
+    "apply_patch",
+    "bash",
+    "edit",
+    "glob",
+    "grep",
+    "read",
+    "todowrite",
+    "write",
+];
 
-/// The tools offered to the model, minus those the prompt switched off.
-pub fn specs(disabled: &dyn Fn(&str) -> bool) -> Vec<Tool> {
+/// Whether OpenCode gives `model_id` `apply_patch` instead of `edit` and `write` (GPT
+/// models after GPT-4, not the open-weight ones).
+pub fn uses_patch(model_id: &str) -> bool {
+    let id = model_id.to_ascii_lowercase();
+    id.contains("gpt-") && !id.contains("oss") && !id.contains("gpt-4")
+}
+
+/// The tools offered to a model, minus those switched off.
+pub fn specs(model_id: &str, disabled: &dyn Fn(&str) -> bool) -> Vec<Tool> {
+    let patch = uses_patch(model_id);
     NAMES
         .iter()
+        .filter(|name| match **name {
+            "apply_patch" => patch,
+            "edit" | "write" => !patch,
+            _ => true,
+        })
         .filter(|name| !disabled(name))
         .map(|name| spec(name))
         .collect()
@@ -192,6 +215,19 @@ fn spec(name: &str) -> Tool {
         |description: &str| json!({"type": "integer", "minimum": 0, "description": description});
     let string = |description: &str| json!({"type": "string", "description": description});
     match name {
+        "apply_patch" => tool(
+            "apply_patch",
+            "Changes files with one patch: `*** Begin Patch`, then sections `*** Add File: \
+             <path>` (every line prefixed with +), `*** Delete File: <path>` or `*** Update \
+             File: <path>` (optionally followed by `*** Move to: <path>`) holding `@@` chunks \
+             whose lines start with a space (context, about three lines around each change), \
+             - (removed) or + (added); then `*** End Patch`. Paths are relative to the \
+             workspace directory or absolute. Read files before changing them.",
+            json!({
+                "patchText": string("The whole patch, from *** Begin Patch to *** End Patch"),
+            }),
+            &["patchText"],
+        ),
         "bash" => tool(
             "bash",
             "Runs a shell command on the host in the workspace directory (or `workdir`) and \
@@ -291,6 +327,7 @@ pub async fn run(ctx: &Ctx) -> Done {
         return done;
     }
     match ctx.tool.as_str() {
+        "apply_patch" => patch::apply(ctx).await,
         "bash" => bash::run(ctx).await,
         "read" => files::read(ctx).await,
         "write" => files::write(ctx).await,

@@ -139,7 +139,7 @@ impl Agent {
                     start.system.as_deref(),
                 ),
                 messages: request::messages(&conversation),
-                tools: tools::specs(&|name| {
+                tools: tools::specs(&start.model.model_id, &|name| {
                     disabled.contains(&name.to_owned()) || rules.disabled(name)
                 }),
                 options: ModelOptions {

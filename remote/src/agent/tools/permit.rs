@@ -50,6 +50,27 @@ fn subject(ctx: &Ctx) -> Option<Subject> {
             metadata.insert("command".into(), command.clone().into());
             ("bash", vec![command], vec![format!("{head} *")])
         }
+        "apply_patch" => {
+            let text = text("patchText")?;
+            let paths: Vec<String> = text
+                .lines()
+                .filter_map(|line| {
+                    [
+                        "*** Add File: ",
+                        "*** Update File: ",
+                        "*** Delete File: ",
+                        "*** Move to: ",
+                    ]
+                    .iter()
+                    .find_map(|marker| line.trim().strip_prefix(marker))
+                })
+                .map(|path| relative(ctx, path.trim()))
+                .collect();
+            if paths.is_empty() {
+                return None;
+            }
+            ("edit", paths, everything())
+        }
         "glob" => ("glob", vec![text("pattern")?.to_owned()], everything()),
         "grep" => ("grep", vec![text("pattern")?.to_owned()], everything()),
         "todowrite" => ("todowrite", everything(), everything()),
