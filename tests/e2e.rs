@@ -1,4 +1,5 @@
 //! End-to-end tests: real sshd, real binaries, real OpenCode. One test binary (see Cargo.toml).
+mod agent;
 mod config_cli;
 mod foundation;
 mod gateway;

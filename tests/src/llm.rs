@@ -3,7 +3,7 @@
 //!
 //! The script lives in the user's message: a text `CALL <tool> <json arguments>` makes the
 //! model call that tool (when OpenCode offered it); after a tool result it answers `done`, and
-//! anything else (e.g. OpenCode's title request) gets a short text answer. Every request body
+//! a title request gets [`TITLE`], and anything else gets a short text answer. Every request body
 //! is kept for assertions.
 
 use std::convert::Infallible;
@@ -19,6 +19,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+/// What the model answers to a title request (no tools, OpenCode's title question).
+pub const TITLE: &str = "Scripted title";
 
 /// The running server; it stops when the test process ends.
 pub struct ScriptedModel {
@@ -135,6 +138,9 @@ fn script(body: &Value) -> Reply {
         return Reply::Text("done".into());
     }
     let text = text_of(last);
+    if body["tools"].is_null() && text.starts_with("Generate a title for this conversation") {
+        return Reply::Text(TITLE.into());
+    }
     let Some(call) = text
         .lines()
         .find_map(|line| line.trim().strip_prefix("CALL "))
