@@ -352,6 +352,41 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         let (part, _) = run_tool(&opencode, &mut client, &ses, "todowrite", json!({ "todos": [{ "content": "ship it", "status": "pending", "priority": "high" }] })).await;
         assert_eq!(part["state"]["status"], "completed", "{part}");
 
+        // The model asks the user; the TUI's answer goes back to it.
+        let call = prompt(&opencode, &ses, "question", json!({ "questions": [{ "question": "Proceed with the change?", "header": "Proceed", "options": [{ "label": "Yes", "description": "Go ahead" }, { "label": "No", "description": "Stop" }] }] }));
+        let query = opencode.query(&format!("workspace={wrk}"));
+        let mut pending = Value::Null;
+        for _ in 0..300 {
+            let (_, listed) = client.json("GET", &format!("/question{query}"), &Value::Null).await;
+            if listed.as_array().is_some_and(|l| !l.is_empty()) {
+                pending = listed[0].clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(pending["questions"][0]["header"], "Proceed", "no pending question: {pending}");
+        api.check("GET /question", &api.response("GET", "/question"), &json!([pending.clone()]));
+        let id = pending["id"].as_str().unwrap();
+        let (status, ok) = client
+            .json("POST", &format!("/question/{id}/reply{query}"), &json!({ "answers": [["Yes"]] }))
+            .await;
+        assert_eq!((status, &ok), (200, &json!(true)), "{ok}");
+        let (status, _) = call.await.unwrap();
+        assert_eq!(status, 200);
+        let parts = tool_parts(&opencode, &mut client, &ses).await;
+        let asked = parts.last().unwrap();
+        assert_eq!(asked["tool"], "question", "{asked}");
+        assert_eq!(
+            asked["state"]["output"],
+            "User has answered your questions: \"Proceed with the change?\"=\"Yes\". You can now continue with the user's answers in mind.",
+            "{asked}"
+        );
+        assert_eq!(asked["state"]["title"], "Asked 1 question");
+        let (status, missing) = client
+            .json("POST", &format!("/question/que_missing/reply{query}"), &json!({ "answers": [] }))
+            .await;
+        assert_eq!(status, 404, "{missing}");
+
         // Outside the workspace: the user is asked; once lets it through, reject stops it.
         let host_file = sshd.remote_home().join("outside.txt");
         std::fs::write(&host_file, "outside the workspace\n").unwrap();
@@ -499,7 +534,7 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        for expected in ["message.updated", "message.part.updated", "message.part.delta", "session.status", "session.idle", "permission.asked"] {
+        for expected in ["message.updated", "message.part.updated", "message.part.delta", "session.status", "session.idle", "permission.asked", "question.asked", "question.replied"] {
             assert!(seen.contains(expected), "no {expected} event in {seen:?}");
         }
     });

@@ -12,6 +12,7 @@
 
 pub mod command;
 pub mod prompt;
+pub mod questions;
 pub mod request;
 pub mod rules;
 pub mod shell;
@@ -64,6 +65,8 @@ pub struct Agent {
     state_dir: PathBuf,
     /// Rules the user approved with `always` while this stub runs.
     approved: std::sync::Arc<std::sync::Mutex<Vec<rules::Rule>>>,
+    /// Questions waiting for the user.
+    questions: std::sync::Arc<questions::Questions>,
 }
 
 impl Agent {
@@ -89,7 +92,13 @@ impl Agent {
             home,
             state_dir,
             approved: std::sync::Arc::default(),
+            questions: std::sync::Arc::default(),
         }
+    }
+
+    /// The questions waiting for the user.
+    pub fn questions(&self) -> &questions::Questions {
+        &self.questions
     }
 
     /// The rules of `agent`: from the laptop's agent list, else OpenCode's defaults.

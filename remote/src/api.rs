@@ -8,6 +8,7 @@ pub mod file;
 pub mod gateway;
 pub mod permission;
 pub mod pty;
+pub mod question;
 pub mod session;
 pub mod startup;
 pub mod vcs;

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// No pending permission request with this id.
     #[error("Permission request not found: {0}")]
     PermissionNotFound(String),
+    /// No pending question with this id.
+    #[error("Question request not found: {0}")]
+    QuestionNotFound(String),
     /// A route OpenCode knows that the stub does not implement.
     #[error("{0}")]
     NotImplemented(String),
@@ -58,7 +61,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) | ApiError::PermissionNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_)
+            | ApiError::PermissionNotFound(_)
+            | ApiError::QuestionNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::SessionBusy(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -78,6 +83,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::SessionBusy(_) => "SessionBusyError",
             ApiError::PermissionNotFound(_) => "PermissionNotFoundError",
+            ApiError::QuestionNotFound(_) => "QuestionNotFoundError",
             ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -108,7 +114,9 @@ impl ApiError {
         };
         let body = match self {
             ApiError::SessionBusy(id) => serde_json::to_value(tagged(Some(id), None)),
-            ApiError::PermissionNotFound(id) => serde_json::to_value(tagged(None, Some(id))),
+            ApiError::PermissionNotFound(id) | ApiError::QuestionNotFound(id) => {
+                serde_json::to_value(tagged(None, Some(id)))
+            }
             _ => serde_json::to_value(ErrorBody {
                 name: self.name().to_owned(),
                 data: ErrorData {

@@ -18,6 +18,7 @@ pub mod message;
 pub mod part;
 pub mod permission;
 pub mod project;
+pub mod question;
 pub mod session;
 
 /// The OpenCode version whose schema this module follows.

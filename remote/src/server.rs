@@ -45,7 +45,7 @@ macro_rules! route {
 /// Every route the stub serves (SPEC §6). Unknown paths are 404; a known path with another
 /// method is 405.
 fn routes() -> &'static [Route] {
-    use api::{diag, event, file, gateway, permission, pty, session, startup, vcs};
+    use api::{diag, event, file, gateway, permission, pty, question, session, startup, vcs};
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -109,7 +109,9 @@ fn routes() -> &'static [Route] {
             route!(GET "/experimental/resource" => startup::empty_object),
             route!(GET "/experimental/capabilities" => startup::capabilities),
             route!(GET "/experimental/console" => startup::console),
-            route!(GET "/question" => startup::empty_list),
+            route!(GET "/question" => question::list),
+            route!(POST "/question/:id/reply" => question::reply),
+            route!(POST "/question/:id/reject" => question::reject),
             route!(GET "/lsp" => startup::empty_list),
             route!(GET "/formatter" => startup::empty_list),
             route!(GET "/skill" => startup::empty_list),

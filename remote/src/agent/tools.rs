@@ -7,6 +7,7 @@ pub mod bash;
 pub mod files;
 pub mod patch;
 pub mod permit;
+pub mod question;
 pub mod search;
 pub mod todo;
 
@@ -163,12 +164,13 @@ impl Agent {
 }
 
 /// Names of the tools, in OpenCode's order.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "apply_patch",
     "bash",
     "edit",
     "glob",
     "grep",
+    "question",
     "read",
     "todowrite",
     "write",
@@ -276,6 +278,41 @@ fn spec(name: &str) -> Tool {
             }),
             &["pattern"],
         ),
+        "question" => tool(
+            "question",
+            "Asks the user one or more questions with choices and waits for the answers. Use it \
+             when a decision is theirs to make (an approach, a trade-off, missing information); \
+             do not use it for things you can find out yourself. Each option needs a short \
+             label and a description; set `multiple` when several may be chosen.",
+            json!({
+                "questions": {
+                    "type": "array",
+                    "description": "The questions, in order",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "question": string("The whole question"),
+                            "header": string("A very short label (at most 30 characters)"),
+                            "options": {
+                                "type": "array",
+                                "description": "The choices",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "label": string("What the user picks (1-5 words)"),
+                                        "description": string("What choosing it means"),
+                                    },
+                                    "required": ["label", "description"],
+                                },
+                            },
+                            "multiple": {"type": "boolean", "description": "Allow several choices"},
+                        },
+                        "required": ["question", "header", "options"],
+                    },
+                },
+            }),
+            &["questions"],
+        ),
         "read" => tool(
             "read",
             "Reads a file (numbered lines, 2000 by default) or lists a directory. Use `offset` \
@@ -329,6 +366,7 @@ pub async fn run(ctx: &Ctx) -> Done {
     match ctx.tool.as_str() {
         "apply_patch" => patch::apply(ctx).await,
         "bash" => bash::run(ctx).await,
+        "question" => question::ask(ctx).await,
         "read" => files::read(ctx).await,
         "write" => files::write(ctx).await,
         "edit" => files::edit(ctx).await,

@@ -103,6 +103,10 @@ pub async fn delete(req: Req) -> Result<Response<Body>, ApiError> {
         .permissions()
         .reject_session(store.bus(), id);
     req.app.sessions().runs().abort(id);
+    req.app
+        .agent()
+        .questions()
+        .reject_session(req.app.policy().bus(), id);
     store
         .append(id, &SyncEvent::SessionDeleted(info))
         .map_err(ApiError::internal)?;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::message::{Message, MessageError};
 use super::part::Part;
 use super::permission::{PermissionRequest, Reply};
+use super::question::QuestionRequest;
 use super::session::{FileDiff, Session, Status};
 
 /// A durable event: its data (the session id is added when it is written).
@@ -216,6 +217,31 @@ pub enum BusEvent {
         request_id: String,
         /// The answer.
         reply: Reply,
+    },
+    /// The `question` tool waits for the user's answers.
+    #[serde(rename = "question.asked")]
+    QuestionAsked(QuestionRequest),
+    /// The user answered a question.
+    #[serde(rename = "question.replied")]
+    QuestionReplied {
+        /// The session.
+        #[serde(rename = "sessionID")]
+        session_id: String,
+        /// The request.
+        #[serde(rename = "requestID")]
+        request_id: String,
+        /// One list of chosen labels per question.
+        answers: Vec<Vec<String>>,
+    },
+    /// The user dismissed a question (or its turn was aborted).
+    #[serde(rename = "question.rejected")]
+    QuestionRejected {
+        /// The session.
+        #[serde(rename = "sessionID")]
+        session_id: String,
+        /// The request.
+        #[serde(rename = "requestID")]
+        request_id: String,
     },
     /// A session's todo list changed.
     #[serde(rename = "todo.updated")]
