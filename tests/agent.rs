@@ -13,6 +13,9 @@ use integration_tests::schema::OpenApi;
 use integration_tests::sshd::Sshd;
 use serde_json::{Value, json};
 
+/// The scripted provider's key, configured only on the laptop.
+const KEY: &str = "sk-agent-e2e-4b1d9c70";
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -205,6 +208,14 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
     // A GPT model too: OpenCode gives those apply_patch instead of edit and write.
     config["provider"]["scripted"]["models"]["gpt-5-scripted"] =
         json!({ "name": "scripted gpt", "tool_call": true });
+    config["provider"]["scripted"]["options"]["apiKey"] = json!(KEY);
+    // A provider whose server is down, for the error a user must see.
+    config["provider"]["down"] = json!({
+        "npm": "@ai-sdk/openai-compatible",
+        "name": "down",
+        "options": { "baseURL": "http://127.0.0.1:1/v1", "apiKey": "none" },
+        "models": { "m": { "name": "down model", "tool_call": true } },
+    });
     let Some(opencode) = OpenCode::start_with(
         &sshd,
         options(&sshd, &remote_dir),
@@ -477,6 +488,29 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
             .unwrap_or_default();
         assert!(offered.contains(&"apply_patch".to_owned()) && !offered.contains(&"edit".to_owned()), "{offered:?}");
 
+        // Arguments that do not parse are a tool error the model reads; the turn goes on.
+        let (status, answer) = prompt(&opencode, &ses, "bash", json!("{not json")).await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer_text(&answer), "done", "the loop went on: {answer}");
+        let parts = wait_tool_parts(&opencode, &mut client, &ses, before + 6).await;
+        let garbled = &parts[before + 5];
+        assert_eq!(garbled["state"]["status"], "error", "{garbled}");
+        assert!(garbled["state"]["error"].as_str().unwrap_or_default().contains("not a valid JSON object"), "{garbled}");
+
+        // A provider that cannot be reached: the message ends with the error, the session is
+        // idle again and usable.
+        let (status, failed) = client
+            .json(
+                "POST",
+                &format!("/session/{ses}/message{}", opencode.query("")),
+                &json!({ "parts": [{ "type": "text", "text": "hello" }], "model": { "providerID": "down", "modelID": "m" } }),
+            )
+            .await;
+        assert_eq!(status, 200, "{failed}");
+        assert!(failed["info"]["error"]["name"].is_string(), "no error on the message: {failed}");
+        let shown = failed["info"]["error"]["data"]["message"].as_str().unwrap_or_default();
+        assert!(!shown.is_empty(), "the error says nothing: {failed}");
+
         // Abort in the middle of a command: the host process dies
         // and the session goes idle.
         let marker = remote_project.join("after-sleep.txt");
@@ -495,7 +529,7 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         let started = Instant::now();
         loop {
             let parts = tool_parts(&opencode, &mut client, &ses).await;
-            if parts.len() == before + 6 && parts[before + 5]["state"]["status"] == "running" {
+            if parts.len() == before + 7 && parts[before + 6]["state"]["status"] == "running" {
                 break;
             }
             assert!(started.elapsed() < Duration::from_secs(20), "the sleep never ran: {parts:#?}");
@@ -506,9 +540,9 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
             .json("POST", &format!("/session/{ses}/abort{}", opencode.query("")), &Value::Null)
             .await;
         assert_eq!((status, &ok), (200, &json!(true)), "{ok}");
-        let parts = wait_tool_parts(&opencode, &mut client, &ses, before + 6).await;
+        let parts = wait_tool_parts(&opencode, &mut client, &ses, before + 7).await;
         // As OpenCode records it: the command's part completes with the abort noted.
-        let aborted = &parts[before + 5];
+        let aborted = &parts[before + 6];
         assert_eq!(aborted["state"]["status"], "completed", "{aborted}");
         assert!(
             aborted["state"]["output"].as_str().unwrap_or_default().contains("User aborted the command"),
@@ -516,6 +550,9 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!marker.exists(), "the aborted command went on running");
+
+        // The key stayed on the laptop.
+        integration_tests::host::assert_not_on_host(&sshd, KEY);
 
         // Every event the stub sent matches OpenCode's schema.
         let global_event = api.component("GlobalEvent");

@@ -235,46 +235,6 @@ const CALLS: [(&str, &str, &[&str]); 2] = [
     ("call_2", "read", &["{}"]),
 ];
 
-/// The key must be nowhere on the host: not in a file under the install root (the stub's log
-/// included), not in the stub's argv or environment.
-fn assert_key_not_on_host(sshd: &Sshd, key: &str) {
-    let root = sshd.remote_home().join(".opencode-remote");
-    let mut stack = vec![root.clone()];
-    let mut files = 0;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                files += 1;
-                assert!(
-                    !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
-                    "the key is in {}",
-                    path.display()
-                );
-            }
-        }
-    }
-    assert!(files > 0, "nothing under {}", root.display());
-    let mut stubs = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmdline).contains("opencode-remote-stub") {
-            continue;
-        }
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        for (what, bytes) in [("argv", &cmdline), ("environment", &environ)] {
-            assert!(
-                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
-                "the key is in a stub's {what}"
-            );
-        }
-        stubs += 1;
-    }
-    assert!(stubs > 0, "no stub process found");
-}
-
 #[test]
 fn chat_completions_should_stream_text_and_tool_calls_through_the_host() {
     let sshd = require_sshd!();
@@ -375,7 +335,7 @@ fn chat_completions_should_stream_text_and_tool_calls_through_the_host() {
         let replies = ask(&bridge, Request::Model(request("fake", "fake-upstream-id"))).await;
         assert_eq!(events(&replies), expected_tool_turn());
     });
-    assert_key_not_on_host(&sshd, KEY);
+    integration_tests::host::assert_not_on_host(&sshd, KEY);
 }
 
 #[test]
@@ -502,7 +462,7 @@ fn anthropic_over_tls_should_stream_through_the_host() {
         assert_eq!(call.body["system"][0]["cache_control"]["type"], "ephemeral");
         assert_eq!(call.body["tools"][0]["input_schema"]["type"], "object");
     });
-    assert_key_not_on_host(&sshd, ANTHROPIC_KEY);
+    integration_tests::host::assert_not_on_host(&sshd, ANTHROPIC_KEY);
 }
 
 #[test]

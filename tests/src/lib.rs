@@ -3,6 +3,7 @@
 pub mod bins;
 pub mod bridge;
 pub mod fake_model;
+pub mod host;
 pub mod http;
 pub mod llm;
 pub mod netns;
