@@ -398,6 +398,25 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
             .await;
         assert_eq!(status, 404, "{missing}");
 
+        // A sub-agent works in a child session on the host and reports back.
+        let child_prompt = format!("CALL bash {}", json!({ "command": "echo child-was-here > child.txt && cat child.txt", "description": "Child echo" }));
+        let (part, answer) = run_tool(&opencode, &mut client, &ses, "task", json!({ "description": "Child work", "prompt": child_prompt, "subagent_type": "general" })).await;
+        assert_eq!(part["state"]["status"], "completed", "{part}");
+        let output = part["state"]["output"].as_str().unwrap_or_default();
+        assert!(output.starts_with("<task id=\"ses_") && output.contains("<task_result>\ndone\n</task_result>"), "{part}");
+        assert_eq!(part["state"]["title"], "Child work");
+        assert_eq!(answer_text(&answer), "done", "{answer}");
+        let child = part["state"]["metadata"]["sessionId"].as_str().unwrap().to_owned();
+        assert_eq!(std::fs::read_to_string(remote_project.join("child.txt")).unwrap(), "child-was-here\n");
+        let (status, children) = client
+            .json("GET", &format!("/session/{ses}/children{}", opencode.query("")), &Value::Null)
+            .await;
+        assert_eq!(status, 200, "{children}");
+        assert!(children.as_array().unwrap().iter().any(|c| c["id"] == child.as_str()), "{children}");
+        let child_parts = wait_tool_parts(&opencode, &mut client, &child, 1).await;
+        assert_eq!(child_parts[0]["tool"], "bash", "{child_parts:?}");
+        assert_eq!(child_parts[0]["state"]["output"], "child-was-here\n");
+
         // Outside the workspace: the user is asked; once lets it through, reject stops it.
         let host_file = sshd.remote_home().join("outside.txt");
         std::fs::write(&host_file, "outside the workspace\n").unwrap();

@@ -836,13 +836,30 @@ fn what_hosts_cannot_do_yet_should_get_a_clear_501() {
             .json("POST", &format!("{prefix}/session"), &json!({}))
             .await;
         let id = session["id"].as_str().unwrap();
+        // A prompt without a model, on a bridge that cannot ask a local OpenCode for the
+        // default, is refused with the field named, and nothing runs.
         let prompt = json!({ "parts": [{ "type": "text", "text": "hello" }] });
-        for path in ["message", "prompt_async", "command"] {
+        for path in ["message", "prompt_async"] {
             let (status, body) = client
                 .json("POST", &format!("{prefix}/session/{id}/{path}"), &prompt)
                 .await;
+            assert_eq!(status, 400, "{path}: {body}");
+            assert!(body.to_string().contains("`model`"), "{path}: {body}");
+        }
+        let (status, body) = client
+            .json("POST", &format!("{prefix}/session/{id}/command"), &prompt)
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains("arguments"), "{body}");
+        for path in ["summarize", "revert", "fork"] {
+            let (status, body) = client
+                .json("POST", &format!("{prefix}/session/{id}/{path}"), &json!({}))
+                .await;
             assert_eq!(status, 501, "{path}: {body}");
-            assert!(body.to_string().contains("!shell"), "{path}: {body}");
+            assert!(
+                body.to_string().contains(&format!("/{path} does not run")),
+                "{path}: {body}"
+            );
         }
         // The terminal list is empty; opening one is refused with the reason.
         let (status, list) = client

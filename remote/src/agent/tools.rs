@@ -9,6 +9,7 @@ pub mod patch;
 pub mod permit;
 pub mod question;
 pub mod search;
+pub mod task;
 pub mod todo;
 
 use std::path::{Path, PathBuf};
@@ -164,7 +165,7 @@ impl Agent {
 }
 
 /// Names of the tools, in OpenCode's order.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "apply_patch",
     "bash",
     "edit",
@@ -172,6 +173,7 @@ pub const NAMES: [&str; 9] = [
     "grep",
     "question",
     "read",
+    "task",
     "todowrite",
     "write",
 ];
@@ -324,6 +326,23 @@ fn spec(name: &str) -> Tool {
             }),
             &["filePath"],
         ),
+        "task" => tool(
+            "task",
+            "Hands a self-contained piece of work to a sub-agent, which works on it in a \
+             session of its own with its own tools and returns one final report (the user \
+             does not see it: summarise it for them). Use it for broad searches or \
+             independent multi-step work; for a known file or a specific symbol use read, \
+             grep or glob directly. Several tasks in one message run at the same time. \
+             Pass `task_id` from an earlier result to continue that sub-agent's session.",
+            json!({
+                "description": string("A short (3-5 words) description of the task"),
+                "prompt": string("The task for the agent to perform"),
+                "subagent_type": string("The agent to use (for example general or explore)"),
+                "task_id": string("An earlier task's id, to continue its session"),
+                "command": string("The command that triggered this task"),
+            }),
+            &["description", "prompt", "subagent_type"],
+        ),
         "todowrite" => tool(
             "todowrite",
             "Replaces the session's todo list: use it to plan work with several steps and to \
@@ -372,6 +391,7 @@ pub async fn run(ctx: &Ctx) -> Done {
         "edit" => files::edit(ctx).await,
         "glob" => search::glob(ctx).await,
         "grep" => search::grep(ctx).await,
+        "task" => task::run(ctx).await,
         "todowrite" => todo::write(ctx).await,
         other => Done::error(format!(
             "Model tried to call unavailable tool '{other}'. Available tools: {}.",

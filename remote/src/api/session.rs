@@ -249,11 +249,19 @@ async fn answer(
     Ok(response)
 }
 
-/// Agent prompts and the other session commands: not on hosts yet.
-pub async fn not_yet(_req: Req) -> Result<Response<Body>, ApiError> {
-    Err(ApiError::NotImplemented(
-        "agent prompts and session commands do not run on opencode-remote hosts yet; use !shell commands".into(),
-    ))
+/// Session commands the host does not run yet (summarize, revert, fork, share, init).
+pub async fn not_yet(req: Req) -> Result<Response<Body>, ApiError> {
+    let what = req
+        .head
+        .uri
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or("this")
+        .to_owned();
+    Err(ApiError::NotImplemented(format!(
+        "/{what} does not run on opencode-remote hosts yet (prompts, slash commands and !shell do)"
+    )))
 }
 
 /// Sessions listed in `GET /experimental/session` without a `limit` (OpenCode's default).
