@@ -187,6 +187,32 @@ fn answer_text(answer: &Value) -> String {
         .collect()
 }
 
+/// Serves `html` to every request on 127.0.0.1 (a web page on the laptop's side); returns its URL.
+fn serve_page(html: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/page", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    url
+}
+
 #[test]
 fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
     let sshd = require_sshd!();
@@ -416,6 +442,14 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         let child_parts = wait_tool_parts(&opencode, &mut client, &child, 1).await;
         assert_eq!(child_parts[0]["tool"], "bash", "{child_parts:?}");
         assert_eq!(child_parts[0]["state"]["output"], "child-was-here\n");
+
+        // webfetch: the laptop fetches (the host needs no network), the model reads Markdown.
+        let page = serve_page("<html><head><style>p{}</style></head><body><h1>Host docs</h1><p>Use <a href=\"/x\">the guide</a> &amp; <b>enjoy</b>.</p></body></html>");
+        let (part, _) = run_tool(&opencode, &mut client, &ses, "webfetch", json!({ "url": page })).await;
+        assert_eq!(part["state"]["status"], "completed", "{part}");
+        assert_eq!(part["state"]["output"], "# Host docs\n\nUse [the guide](/x) & **enjoy**.", "{part}");
+        let (part, _) = run_tool(&opencode, &mut client, &ses, "webfetch", json!({ "url": "ftp://example.org/" })).await;
+        assert_eq!(part["state"]["error"], "URL must start with http:// or https://", "{part}");
 
         // Outside the workspace: the user is asked; once lets it through, reject stops it.
         let host_file = sshd.remote_home().join("outside.txt");

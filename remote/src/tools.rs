@@ -18,6 +18,7 @@ pub mod fs;
 pub mod git;
 pub mod glob;
 pub mod grep;
+pub mod html;
 pub mod js;
 pub mod patch;
 pub mod procs;

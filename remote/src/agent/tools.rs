@@ -11,6 +11,7 @@ pub mod question;
 pub mod search;
 pub mod task;
 pub mod todo;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 
@@ -165,7 +166,7 @@ impl Agent {
 }
 
 /// Names of the tools, in OpenCode's order.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "apply_patch",
     "bash",
     "edit",
@@ -175,6 +176,7 @@ pub const NAMES: [&str; 10] = [
     "read",
     "task",
     "todowrite",
+    "webfetch",
     "write",
 ];
 
@@ -364,6 +366,18 @@ fn spec(name: &str) -> Tool {
             }),
             &["todos"],
         ),
+        "webfetch" => tool(
+            "webfetch",
+            "Fetches a web page or file by URL (through the user's laptop; the host needs no \
+             network) and returns it as Markdown (default), plain text or raw HTML. Read-only. \
+             Pages over 5 MB are refused; `timeout` is in seconds (at most 120).",
+            json!({
+                "url": string("The full http:// or https:// URL"),
+                "format": {"type": "string", "enum": ["text", "markdown", "html"], "description": "What to return (default markdown)", "default": "markdown"},
+                "timeout": {"type": "number", "description": "Timeout in seconds (at most 120)"},
+            }),
+            &["url"],
+        ),
         _ => tool(
             "write",
             "Writes a whole file, creating it (and its directories) or replacing it. Read an \
@@ -393,6 +407,7 @@ pub async fn run(ctx: &Ctx) -> Done {
         "grep" => search::grep(ctx).await,
         "task" => task::run(ctx).await,
         "todowrite" => todo::write(ctx).await,
+        "webfetch" => web::fetch(ctx).await,
         other => Done::error(format!(
             "Model tried to call unavailable tool '{other}'. Available tools: {}.",
             NAMES.join(", ")

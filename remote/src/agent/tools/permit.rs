@@ -74,6 +74,7 @@ fn subject(ctx: &Ctx) -> Option<Subject> {
         "glob" => ("glob", vec![text("pattern")?.to_owned()], everything()),
         "grep" => ("grep", vec![text("pattern")?.to_owned()], everything()),
         "todowrite" => ("todowrite", everything(), everything()),
+        "webfetch" => ("webfetch", vec![text("url")?.to_owned()], everything()),
         _ => return None,
     };
     debug_assert_eq!(permission, rules::permission_of(&ctx.tool));
