@@ -242,7 +242,7 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         "options": { "baseURL": "http://127.0.0.1:1/v1", "apiKey": "none" },
         "models": { "m": { "name": "down model", "tool_call": true } },
     });
-    let Some(opencode) = OpenCode::start_with(
+    let Some(mut opencode) = OpenCode::start_with(
         &sshd,
         options(&sshd, &remote_dir),
         Registration::Path,
@@ -250,7 +250,7 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
     ) else {
         return;
     };
-    runtime().block_on(async {
+    let (wrk, ses) = runtime().block_on(async {
         let mut client = Client::connect(&opencode.authority()).await;
         let api = OpenApi::fetch(&mut client).await;
         let (status, workspace) = client
@@ -627,5 +627,45 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         for expected in ["message.updated", "message.part.updated", "message.part.delta", "session.status", "session.idle", "permission.asked", "question.asked", "question.replied"] {
             assert!(seen.contains(expected), "no {expected} event in {seen:?}");
         }
+        (wrk, ses)
+    });
+
+    // OpenCode restarted after the turns still shows them whole (replayed from the host).
+    opencode.restart();
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let (status, _) = client
+            .json(
+                "POST",
+                &format!("/sync/start{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200);
+        opencode
+            .wait_status(&mut client, &wrk, "connected", Duration::from_secs(15))
+            .await;
+        let listed = messages(&opencode, &mut client, &ses).await;
+        let first_bash = listed
+            .iter()
+            .flat_map(|m| m["parts"].as_array().cloned().unwrap_or_default())
+            .find(|p| p["tool"] == "bash")
+            .unwrap_or_else(|| panic!("the first turn is gone after a restart: {listed:#?}"));
+        assert_eq!(first_bash["state"]["status"], "completed", "{first_bash}");
+        assert!(
+            first_bash["state"]["output"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("made-on-host"),
+            "{first_bash}"
+        );
+        let assistants = listed
+            .iter()
+            .filter(|m| m["info"]["role"] == "assistant")
+            .count();
+        assert!(
+            assistants > 20,
+            "only {assistants} assistant messages after the restart"
+        );
     });
 }
