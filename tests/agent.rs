@@ -265,20 +265,8 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         opencode
             .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
             .await;
-        // The stub's own event stream, straight from the bridge, for the schema check.
-        let record: Value = serde_json::from_str(
-            &std::fs::read_to_string(
-                opencode
-                    .plugin_state_dir()
-                    .join(format!("workspaces/{wrk}.json")),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let bridge = format!("127.0.0.1:{}", record["port"]);
-        let secret = record["secret"].as_str().unwrap().to_owned();
-        let mut stub_events =
-            integration_tests::http::subscribe(&bridge, &format!("/{secret}/global/event")).await;
+        // The stub's own event stream, for the schema check.
+        let mut stub_events = opencode.stub_events(&wrk).await;
 
         let (status, session) = client
             .json(
@@ -445,7 +433,18 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
 
         // webfetch: the laptop fetches (the host needs no network), the model reads Markdown.
         let page = serve_page("<html><head><style>p{}</style></head><body><h1>Host docs</h1><p>Use <a href=\"/x\">the guide</a> &amp; <b>enjoy</b>.</p></body></html>");
-        let (part, _) = run_tool(&opencode, &mut client, &ses, "webfetch", json!({ "url": page })).await;
+        let asked_before = model.requests().len();
+        let (status, answer) = prompt(&opencode, &ses, "webfetch", json!({ "url": page })).await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        let offered: Vec<String> = model.requests()[asked_before..]
+            .iter()
+            .filter(|r| r["tools"].is_array())
+            .flat_map(|r| r["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str().map(str::to_owned)).collect::<Vec<_>>())
+            .collect();
+        assert!(offered.contains(&"webfetch".to_owned()), "webfetch not offered: {offered:?} {answer}");
+        let parts = tool_parts(&opencode, &mut client, &ses).await;
+        let part = parts.last().unwrap().clone();
+        assert_eq!(part["tool"], "webfetch", "{part}");
         assert_eq!(part["state"]["status"], "completed", "{part}");
         assert_eq!(part["state"]["output"], "# Host docs\n\nUse [the guide](/x) & **enjoy**.", "{part}");
         let (part, _) = run_tool(&opencode, &mut client, &ses, "webfetch", json!({ "url": "ftp://example.org/" })).await;

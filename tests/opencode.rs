@@ -940,21 +940,8 @@ fn answers_and_events_should_match_the_schemas_opencode_serves() {
         opencode
             .wait_status(&mut client, &wrk, "connected", Duration::from_secs(10))
             .await;
-        // The stub's own event stream, straight from the bridge (OpenCode drops what does not
-        // match, so its stream alone would hide a mismatch).
-        let record: Value = serde_json::from_str(
-            &std::fs::read_to_string(
-                opencode
-                    .plugin_state_dir()
-                    .join(format!("workspaces/{wrk}.json")),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let bridge = format!("127.0.0.1:{}", record["port"]);
-        let secret = record["secret"].as_str().unwrap().to_owned();
-        let mut stub_events =
-            integration_tests::http::subscribe(&bridge, &format!("/{secret}/global/event")).await;
+        let (bridge, secret) = opencode.bridge_of(&wrk);
+        let mut stub_events = opencode.stub_events(&wrk).await;
         let q = opencode.query(&format!("workspace={wrk}"));
 
         let (status, session) = client

@@ -313,6 +313,31 @@ impl OpenCode {
         self.log.lock().unwrap().clone()
     }
 
+    /// The loopback address (`127.0.0.1:PORT`) and secret of `workspace`'s bridge, as the
+    /// plugin recorded them.
+    pub fn bridge_of(&self, workspace: &str) -> (String, String) {
+        let path = self
+            .plugin_state_dir()
+            .join(format!("workspaces/{workspace}.json"));
+        let record: Value = serde_json::from_str(
+            &std::fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display())),
+        )
+        .unwrap();
+        let secret = record["secret"].as_str().expect("a secret").to_owned();
+        (format!("127.0.0.1:{}", record["port"]), secret)
+    }
+
+    /// The stub's own event stream of `workspace`, straight from its bridge (OpenCode drops
+    /// what does not match its schema, so its own stream alone would hide a mismatch).
+    pub async fn stub_events(
+        &self,
+        workspace: &str,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+        let (bridge, secret) = self.bridge_of(workspace);
+        crate::http::subscribe(&bridge, &format!("/{secret}/global/event")).await
+    }
+
     /// `?directory=<project>` plus extra query pairs.
     pub fn query(&self, extra: &str) -> String {
         let directory: String = self
