@@ -603,6 +603,14 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!marker.exists(), "the aborted command went on running");
 
+        // `always` for a rule the laptop's OpenCode asks for (read of a `.env` file).
+        let call = prompt(&opencode, &ses, "read", json!({ "filePath": format!("{remote_dir}/.env") }));
+        let asked = answer_permission(&opencode, &mut client, &wrk, "always").await;
+        assert_eq!(asked["permission"], "read", "{asked}");
+        assert_eq!(asked["always"], json!(["*"]), "{asked}");
+        let (status, _) = call.await.unwrap();
+        assert_eq!(status, 200);
+
         // The key stayed on the laptop.
         integration_tests::host::assert_not_on_host(&sshd, KEY);
 
@@ -665,6 +673,22 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
         assert!(
             assistants > 20,
             "only {assistants} assistant messages after the restart"
+        );
+        // The `always` answer outlived the stub: a new stub reads `.env` without asking.
+        let (part, _) = run_tool(
+            &opencode,
+            &mut client,
+            &ses,
+            "read",
+            json!({ "filePath": format!("{remote_dir}/.env") }),
+        )
+        .await;
+        assert!(
+            part["state"]["output"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("host-secret-1"),
+            "{part}"
         );
     });
 }

@@ -10,6 +10,7 @@
 //!              └────────┴──▶ tools ──▶ policy (ask the user) ──▶ crate::tools (execution)
 //! ```
 
+pub mod approved;
 pub mod command;
 pub mod prompt;
 pub mod questions;
@@ -50,6 +51,8 @@ pub struct Parts {
     pub home: PathBuf,
     /// The stub's state directory (tool output spills live under it).
     pub state_dir: PathBuf,
+    /// The workspace id (approvals are kept per workspace).
+    pub workspace_id: String,
 }
 
 /// The agent room. Cheap to clone.
@@ -63,8 +66,8 @@ pub struct Agent {
     directory: PathBuf,
     home: PathBuf,
     state_dir: PathBuf,
-    /// Rules the user approved with `always` while this stub runs.
-    approved: std::sync::Arc<std::sync::Mutex<Vec<rules::Rule>>>,
+    /// Rules the user approved with `always`, kept per workspace.
+    approved: std::sync::Arc<approved::Approved>,
     /// Questions waiting for the user.
     questions: std::sync::Arc<questions::Questions>,
 }
@@ -81,7 +84,9 @@ impl Agent {
             directory,
             home,
             state_dir,
+            workspace_id,
         } = parts;
+        let approved = std::sync::Arc::new(approved::Approved::load(&state_dir, &workspace_id));
         Agent {
             sessions,
             policy,
@@ -91,7 +96,7 @@ impl Agent {
             directory,
             home,
             state_dir,
-            approved: std::sync::Arc::default(),
+            approved,
             questions: std::sync::Arc::default(),
         }
     }

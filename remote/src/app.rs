@@ -79,6 +79,7 @@ impl App {
             directory: config.directory.clone(),
             home: host.home.clone(),
             state_dir: config.state_dir.clone(),
+            workspace_id: config.workspace_id.clone(),
         });
         App(Arc::new(Shared {
             config,

@@ -146,16 +146,20 @@ pub async fn check(ctx: &Ctx) -> Result<(), Done> {
     match answer.reply {
         Reply::Once => Ok(()),
         Reply::Always => {
-            let mut approved = ctx
-                .agent
-                .approved
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            approved.extend(subject.always.iter().map(|pattern| Rule {
-                permission: subject.permission.to_owned(),
-                pattern: pattern.clone(),
-                action: Action::Allow,
-            }));
+            let rules: Vec<Rule> = subject
+                .always
+                .iter()
+                .map(|pattern| Rule {
+                    permission: subject.permission.to_owned(),
+                    pattern: pattern.clone(),
+                    action: Action::Allow,
+                })
+                .collect();
+            let approved = ctx.agent.approved.clone();
+            let saved = tokio::task::spawn_blocking(move || approved.add(rules)).await;
+            if let Ok(Err(err)) | Err(err) = saved.map_err(std::io::Error::other) {
+                tracing::warn!(%err, "could not save an always approval; it holds while this stub runs");
+            }
             Ok(())
         }
         Reply::Reject => Err(Done::Failed {
@@ -181,12 +185,7 @@ fn aborted() -> Done {
 
 /// Whether an `always` answer already covers `pattern`.
 fn approved(ctx: &Ctx, permission: &str, pattern: &str) -> bool {
-    let approved = ctx
-        .agent
-        .approved
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    rules::Rules(approved.clone())
+    rules::Rules(ctx.agent.approved.rules())
         .evaluate(permission, pattern)
         .0
         == Action::Allow
