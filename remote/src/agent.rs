@@ -25,6 +25,7 @@ pub mod turn;
 
 use std::path::PathBuf;
 
+use protocol::gateway::{Reply, Request, Setup};
 use tokio_util::task::TaskTracker;
 
 use crate::gateway::Gateway;
@@ -70,7 +71,13 @@ pub struct Agent {
     approved: std::sync::Arc<approved::Approved>,
     /// Questions waiting for the user.
     questions: std::sync::Arc<questions::Questions>,
+    /// The laptop's setup, as last asked, and when.
+    setup: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Setup)>>>,
 }
+
+/// How long the laptop's setup (agents, commands, permission rules) is reused: a turn, its
+/// title and its tasks ask once, and a changed config is seen by the next prompt.
+const SETUP_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Agent {
     /// The agent room over `parts`.
@@ -98,7 +105,39 @@ impl Agent {
             state_dir,
             approved,
             questions: std::sync::Arc::default(),
+            setup: std::sync::Arc::default(),
         }
+    }
+
+    /// The user's OpenCode setup, asked from the laptop (reused for [`SETUP_TTL`]); `None`
+    /// when the laptop cannot be asked.
+    pub async fn setup(&self) -> Option<Setup> {
+        let cached = self
+            .setup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < SETUP_TTL)
+            .map(|(_, setup)| setup.clone());
+        if cached.is_some() {
+            return cached;
+        }
+        let mut answer = self.gateway.request(Request::Setup).await.ok()?;
+        while let Some(reply) = answer.next().await {
+            match reply {
+                Reply::Setup(setup) => {
+                    *self
+                        .setup
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((std::time::Instant::now(), (*setup).clone()));
+                    return Some(*setup);
+                }
+                Reply::Error(_) | Reply::End => return None,
+                _ => {}
+            }
+        }
+        None
     }
 
     /// The questions waiting for the user.

@@ -135,19 +135,6 @@ impl Agent {
         let (provider, model) = setup.small_model.as_deref()?.split_once('/')?;
         Some((provider.to_owned(), model.to_owned()))
     }
-
-    /// The user's OpenCode setup, asked from the bridge.
-    pub(super) async fn setup(&self) -> Option<protocol::gateway::Setup> {
-        let mut answer = self.gateway.request(Request::Setup).await.ok()?;
-        while let Some(reply) = answer.next().await {
-            match reply {
-                Reply::Setup(setup) => return Some(*setup),
-                Reply::Error(_) | Reply::End => return None,
-                _ => {}
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]
