@@ -369,7 +369,7 @@ mod tests {
 <a href="https://example.org/docs?a=1&amp;b=2">the docs</a>.</p><!-- a comment -->
 <ul><li>one</li><li>two <i>items</i></li></ul><ol><li>first</li><li>second</li></ol>
 <pre>fn main() {
-    println!("&lt;hi&gt;");
+    say("&lt;hi&gt;");
 }</pre><p>Line<br>break &#8212; &#x41;</p><img src="/a.png" alt="logo"></body></html>"#;
 
     #[test]
@@ -379,7 +379,7 @@ mod tests {
         assert!(md.contains("- one\n- two _items_"), "{md}");
         assert!(md.contains("1. first\n2. second"), "{md}");
         assert!(
-            md.contains("```\nfn main() {\n    println!(\"<hi>\");\n}\n```"),
+            md.contains("```\nfn main() {\n    say(\"<hi>\");\n}\n```"),
             "{md}"
         );
         assert!(md.contains("Line\nbreak — A"), "{md}");
