@@ -562,7 +562,8 @@ fn setup_and_fetches_should_come_from_the_laptop() {
 
 #[test]
 fn a_host_that_reads_slowly_should_hold_the_provider_back() {
-    const TOKENS: usize = 300_000;
+    // More than every buffer on the way holds (h2 windows, read-ahead, socket buffers).
+    const TOKENS: usize = 600_000;
     let sshd = require_sshd!();
     let fake = FakeModel::start();
     fake.set_providers(providers(&fake.url(), &fake.url()));
@@ -615,5 +616,51 @@ fn a_host_that_reads_slowly_should_hold_the_provider_back() {
             }
         }
         assert_eq!(count, TOKENS);
+    });
+}
+
+#[test]
+fn a_provider_added_later_should_work_without_a_restart() {
+    let sshd = require_sshd!();
+    let fake = FakeModel::start();
+    fake.set_providers(providers(&fake.url(), &fake.url()));
+    fake.script(
+        "late-model",
+        vec![Script::sse(&chat_stream(&["late ", "hello"], &[]), true)],
+    );
+    let bridge = start_bridge(&sshd, &fake, None);
+    runtime().block_on(async {
+        // Not configured yet: the error names it.
+        let replies = ask(&bridge, Request::Model(request("late", "late-model"))).await;
+        let Some(Reply::Error(failure)) = replies.last() else {
+            panic!("{replies:?}")
+        };
+        assert_eq!(failure.kind, FailureKind::UnknownModel, "{failure:?}");
+        assert!(failure.message.contains("late"), "{failure:?}");
+
+        // The user adds the provider (and its key) in OpenCode; the same bridge picks it up
+        // on the next call, without a restart.
+        let mut listed = providers(&fake.url(), &fake.url());
+        listed["providers"].as_array_mut().unwrap().push(json!({
+            "id": "late", "name": "Late", "source": "config", "key": "sk-late-added-3e9a",
+            "options": {"baseURL": format!("{}/v1", fake.url())},
+            "models": {"late-model": model("late-model", "@ai-sdk/openai-compatible")},
+        }));
+        fake.set_providers(listed);
+        let replies = ask(&bridge, Request::Model(request("late", "late-model"))).await;
+        assert_eq!(replies.last(), Some(&Reply::End), "{replies:?}");
+        let text: String = events(&replies)
+            .iter()
+            .filter_map(|event| match event {
+                ModelEvent::TextDelta(delta) => Some(delta.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "late hello");
+        let call = fake.seen().last().cloned().unwrap();
+        assert_eq!(
+            call.header("authorization"),
+            Some("Bearer sk-late-added-3e9a")
+        );
     });
 }

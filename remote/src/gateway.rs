@@ -197,6 +197,11 @@ impl Answer {
     pub async fn next(&mut self) -> Option<Reply> {
         self.replies.recv().await
     }
+
+    /// A reply that has already arrived, without waiting.
+    pub fn ready(&mut self) -> Option<Reply> {
+        self.replies.try_recv().ok()
+    }
 }
 
 impl Drop for Answer {

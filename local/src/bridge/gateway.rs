@@ -47,6 +47,10 @@ use providers::Providers;
 const ANSWER_QUEUE: usize = 16;
 /// Most bytes of queued replies joined into one DATA frame.
 const BATCH_BYTES: usize = 64 << 10;
+/// DATA frames at least this big cost h2's receiver nothing while unread.
+const MIN_FRAME: usize = 256;
+/// How long a smaller frame waits for more replies to join it.
+const SMALL_FRAME_WAIT: Duration = Duration::from_millis(1);
 /// Pause before opening the announce stream again after it failed.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
@@ -321,7 +325,33 @@ impl Replies {
 }
 
 /// The body of an answer stream: the frames queued by [`Replies`], as HTTP/2 takes them.
-struct Queued(mpsc::Receiver<Bytes>);
+///
+/// Replies already queued travel in one DATA frame, and a small one waits up to
+/// [`SMALL_FRAME_WAIT`] for more to join it: HTTP/2 (h2) counts DATA frames under 256 bytes
+/// left unread against the whole connection, so a flood of one-token frames towards a host
+/// that stops reading for a while would close the connection for every session, where
+/// frames of 256 bytes and more only fill the window and hold the provider back.
+struct Queued {
+    replies: mpsc::Receiver<Bytes>,
+    held: Vec<u8>,
+    wait: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Queued {
+    fn new(replies: mpsc::Receiver<Bytes>) -> Queued {
+        Queued {
+            replies,
+            held: Vec::new(),
+            wait: None,
+        }
+    }
+
+    fn take(&mut self) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.wait = None;
+        let data = Bytes::from(std::mem::take(&mut self.held));
+        std::task::Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
 
 impl hyper::body::Body for Queued {
     type Data = Bytes;
@@ -331,23 +361,30 @@ impl hyper::body::Body for Queued {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let first = match self.0.poll_recv(cx) {
-            std::task::Poll::Ready(Some(first)) => first,
-            std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
-            std::task::Poll::Pending => return std::task::Poll::Pending,
-        };
-        // Replies already queued travel in one DATA frame: a fast stream of small deltas
-        // costs one write per burst rather than one per token.
-        let mut batch: Option<Vec<u8>> = None;
-        while batch.as_ref().map_or(first.len(), Vec::len) < BATCH_BYTES
-            && let Ok(next) = self.0.try_recv()
-        {
-            batch
-                .get_or_insert_with(|| first.to_vec())
-                .extend_from_slice(&next);
+        use std::task::Poll;
+        let this = &mut *self;
+        while this.held.len() < BATCH_BYTES {
+            match this.replies.poll_recv(cx) {
+                Poll::Ready(Some(frame)) => this.held.extend_from_slice(&frame),
+                // The answer is complete (or dropped): send what is held, then end.
+                Poll::Ready(None) if this.held.is_empty() => return Poll::Ready(None),
+                Poll::Ready(None) => return this.take(),
+                Poll::Pending => break,
+            }
         }
-        let data = batch.map_or(first, Bytes::from);
-        std::task::Poll::Ready(Some(Ok(Frame::data(data))))
+        if this.held.len() >= MIN_FRAME {
+            return this.take();
+        }
+        if this.held.is_empty() {
+            return Poll::Pending;
+        }
+        let wait = this
+            .wait
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(SMALL_FRAME_WAIT)));
+        match wait.as_mut().poll(cx) {
+            Poll::Ready(()) => this.take(),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -363,7 +400,7 @@ async fn answer(
     let post = HttpRequest::post(format!("http://stub{REQUESTS_PATH}/{id}"))
         .version(http::Version::HTTP_2)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .body(BodyExt::boxed(Queued(queued)));
+        .body(BodyExt::boxed(Queued::new(queued)));
     let Ok(post) = post else { return };
     // On its own task: hyper's response future does not nest in this one's `select!`.
     let mut posted = tokio::spawn(sender.send_request(post));

@@ -2,6 +2,8 @@
 //! answer streams it writes, and a diagnostic route that makes one request and streams its
 //! replies as JSON lines (for `doctor`, the benchmark and the tests).
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -39,14 +41,34 @@ pub async fn answer(mut req: Req) -> Result<Response<Body>, ApiError> {
     };
     let mut body = req.take_body();
     let mut decoder = Decoder::default();
+    // Frames are read as they come and their replies held here while the caller is busy, up
+    // to a bound: HTTP/2 counts small DATA frames left unread against the connection, and a
+    // pile of them would close it for every session. Beyond the bound, reading stops and flow
+    // control holds the bridge (and the provider) back.
+    let mut pending: VecDeque<Reply> = VecDeque::new();
+    let mut ended = false;
     loop {
+        if ended && pending.is_empty() {
+            return Ok(done());
+        }
         tokio::select! {
             // The caller gave up: stop reading, which resets the stream.
             () = replies.closed() => return Ok(done()),
-            frame = body.frame() => {
+            permit = replies.reserve(), if !pending.is_empty() => {
+                let Ok(permit) = permit else { return Ok(done()) };
+                if let Some(reply) = pending.pop_front() {
+                    let last = matches!(reply, Reply::End | Reply::Error(_));
+                    permit.send(reply);
+                    if last {
+                        return Ok(done());
+                    }
+                }
+            }
+            frame = body.frame(), if !ended && pending.len() < MAX_PENDING_REPLIES => {
                 let Some(frame) = frame else {
                     // The bridge ended the body without `End`: the answer is cut off.
-                    return Ok(done());
+                    ended = true;
+                    continue;
                 };
                 let frame = frame.map_err(|err| {
                     ApiError::BadRequest(format!("gateway answer stream failed: {err}"))
@@ -57,8 +79,10 @@ pub async fn answer(mut req: Req) -> Result<Response<Body>, ApiError> {
                     ApiError::BadRequest(format!("bad gateway answer frame: {err}"))
                 })? {
                     let last = matches!(reply, Reply::End | Reply::Error(_));
-                    if replies.send(reply).await.is_err() || last {
-                        return Ok(done());
+                    pending.push_back(reply);
+                    if last {
+                        ended = true;
+                        break;
                     }
                 }
             }
@@ -66,9 +90,19 @@ pub async fn answer(mut req: Req) -> Result<Response<Body>, ApiError> {
     }
 }
 
+/// Replies read ahead of a busy caller, at most.
+const MAX_PENDING_REPLIES: usize = 4096;
+
 fn done() -> Response<Body> {
     json_response(StatusCode::OK, &true)
 }
+
+/// Largest chunk of JSON lines the diagnostic route joins.
+const DIAG_CHUNK: usize = 8 << 10;
+/// Chunks at least this big cost h2's receiver nothing while unread.
+const MIN_FRAME: usize = 256;
+/// How long a smaller chunk waits for more replies.
+const SMALL_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// `POST …/diag/gateway {Request as JSON}`: makes the request and streams its replies as JSON
 /// lines; closing the response cancels it.
@@ -88,10 +122,28 @@ pub async fn diag(mut req: Req) -> Result<Response<Body>, ApiError> {
                 reply = answer.next() => reply,
             };
             let Some(reply) = reply else { return };
-            let last = matches!(reply, Reply::End | Reply::Error(_));
-            let mut line = serde_json::to_vec(&reply).unwrap_or_default();
-            line.push(b'\n');
-            if !tx.send(Bytes::from(line)).await || last {
+            // Replies that already arrived travel in the same chunk: one HTTP/2 DATA frame
+            // per token would be a flood of tiny frames for a reader that falls behind.
+            let mut chunk = Vec::new();
+            let mut next = Some(reply);
+            let mut last = false;
+            while let Some(reply) = next.take() {
+                last = matches!(reply, Reply::End | Reply::Error(_));
+                chunk.extend(serde_json::to_vec(&reply).unwrap_or_default());
+                chunk.push(b'\n');
+                if !last && chunk.len() < DIAG_CHUNK {
+                    next = answer.ready();
+                    if next.is_none() && chunk.len() < MIN_FRAME {
+                        // A small chunk waits a moment for more (see the bridge's answer
+                        // body for why small DATA frames are worth avoiding).
+                        next = tokio::time::timeout(SMALL_FRAME_WAIT, answer.next())
+                            .await
+                            .ok()
+                            .flatten();
+                    }
+                }
+            }
+            if !tx.send(Bytes::from(chunk)).await || last {
                 return;
             }
         }
