@@ -15,9 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::opencode::event::BusEvent;
-use crate::opencode::message::{
-    ApiErrorData, AssistantMessage, AssistantTime, Message, MessageError, MessagePath, ModelRef,
-};
+use crate::opencode::message::{ApiErrorData, AssistantMessage, Message, MessageError, ModelRef};
 use crate::opencode::part::{
     Part, PartKind, ReasoningPart, Span, StepFinishPart, StepStartPart, TextPart, ToolState,
 };
@@ -126,30 +124,17 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> Result<Step, ApiError> {
         let session_id = recorder.session_id().to_owned();
-        let directory = self.directory.to_string_lossy().into_owned();
         let message = AssistantMessage {
-            id: ids::new("msg", Order::Ascending),
-            parent_id: call.parent_id.to_owned(),
-            mode: call.agent.to_owned(),
-            agent: call.agent.to_owned(),
-            path: MessagePath {
-                cwd: directory.clone(),
-                root: directory,
-            },
-            cost: Cost::default(),
-            tokens: Tokens::default(),
-            model_id: call.model.model_id.clone(),
-            provider_id: call.model.provider_id.clone(),
-            time: AssistantTime {
-                created: ids::now_ms(),
-                completed: None,
-            },
-            session_id,
-            finish: None,
-            error: None,
-            summary: None,
-            structured: None,
             variant: call.model.variant.clone(),
+            ..AssistantMessage::begun(
+                ids::new("msg", Order::Ascending),
+                session_id,
+                call.parent_id.to_owned(),
+                call.agent,
+                call.model,
+                &self.directory.to_string_lossy(),
+                ids::now_ms(),
+            )
         };
         recorder.message(Message::Assistant(message.clone()))?;
         let mut stream = Stream {

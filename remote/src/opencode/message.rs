@@ -143,6 +143,45 @@ pub struct AssistantMessage {
     pub variant: Option<String>,
 }
 
+impl AssistantMessage {
+    /// A new assistant message answering `parent_id`, started at `created`: nothing spent,
+    /// nothing finished, in `directory` (its working directory and root).
+    pub fn begun(
+        id: String,
+        session_id: String,
+        parent_id: String,
+        agent: &str,
+        model: &ModelRef,
+        directory: &str,
+        created: u64,
+    ) -> AssistantMessage {
+        AssistantMessage {
+            id,
+            parent_id,
+            mode: agent.to_owned(),
+            agent: agent.to_owned(),
+            path: MessagePath {
+                cwd: directory.to_owned(),
+                root: directory.to_owned(),
+            },
+            cost: Cost::default(),
+            tokens: Tokens::default(),
+            model_id: model.model_id.clone(),
+            provider_id: model.provider_id.clone(),
+            time: AssistantTime {
+                created,
+                completed: None,
+            },
+            session_id,
+            finish: None,
+            error: None,
+            summary: None,
+            structured: None,
+            variant: None,
+        }
+    }
+}
+
 /// `AssistantMessage.path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagePath {

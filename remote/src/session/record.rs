@@ -9,12 +9,10 @@ use crate::error::ApiError;
 use crate::opencode::Object;
 use crate::opencode::event::{Row, SyncEvent};
 use crate::opencode::message::{
-    AssistantMessage, AssistantTime, Created, Message, MessageError, MessagePath, ModelRef,
-    UserMessage,
+    AssistantMessage, Created, Message, MessageError, ModelRef, UserMessage,
 };
 use crate::opencode::part::{Finished, Part, PartKind, Started, TextPart, ToolPart, ToolState};
 use crate::opencode::session::Session;
-use crate::opencode::{Cost, Tokens};
 use crate::session::ids::{self, Order};
 use crate::session::store::{INTERRUPTED_MESSAGE, INTERRUPTED_TOOL, Store};
 
@@ -182,30 +180,15 @@ impl ShellRecord {
                 ..TextPart::default()
             }),
         ))?;
-        let assistant = AssistantMessage {
-            id: ids::new("msg", Order::Ascending),
-            parent_id: user_id,
-            mode: start.agent.clone(),
-            agent: start.agent.clone(),
-            path: MessagePath {
-                cwd: start.directory.clone(),
-                root: start.directory.clone(),
-            },
-            cost: Cost::default(),
-            tokens: Tokens::default(),
-            model_id: start.model.model_id.clone(),
-            provider_id: start.model.provider_id.clone(),
-            time: AssistantTime {
-                created: ids::now_ms(),
-                completed: None,
-            },
+        let assistant = AssistantMessage::begun(
+            ids::new("msg", Order::Ascending),
             session_id,
-            finish: None,
-            error: None,
-            summary: None,
-            structured: None,
-            variant: None,
-        };
+            user_id,
+            &start.agent,
+            &start.model,
+            &start.directory,
+            ids::now_ms(),
+        );
         recorder.message(Message::Assistant(assistant.clone()))?;
         let started = ids::now_ms();
         let mut input = Object::new();
