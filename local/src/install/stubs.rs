@@ -1,20 +1,45 @@
 //! The stub binaries this `opencode-remote` can install, and their identity.
 //!
-//! The stub for this machine's architecture is embedded at build time (see `build.rs`); stubs
-//! for other architectures can be placed next to the binary as `opencode-remote-stub-<arch>`
-//! (e.g. `opencode-remote-stub-aarch64`). `OPENCODE_REMOTE_STUB=<file>` overrides both.
+//! One static stub per shipped architecture ([`SUPPORTED`]) is embedded at build time (see
+//! `build.rs`; a build machine without a cross toolchain embeds only its own). Stubs can also
+//! be placed next to the binary as `opencode-remote-stub-<arch>` (e.g.
+//! `opencode-remote-stub-riscv64`). `OPENCODE_REMOTE_STUB=<file>` overrides both.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-/// The stub embedded by `build.rs`; empty when the build embedded none.
-static EMBEDDED: &[u8] = include_bytes!(env!("OPENCODE_REMOTE_EMBEDDED_STUB"));
+/// The architectures (Rust names, as [`normalize_arch`] gives them) that stubs are built for.
+pub const SUPPORTED: [&str; 2] = ["x86_64", "aarch64"];
+
+/// An embedded stub: empty bytes when the build could not make one for its architecture.
+struct Embedded {
+    arch: &'static str,
+    bytes: &'static [u8],
+    /// `<version> <cksum> <size>`, computed by `build.rs`.
+    identity: &'static str,
+}
+
+static EMBEDDED: [Embedded; 2] = [
+    Embedded {
+        arch: "x86_64",
+        bytes: include_bytes!(env!("OPENCODE_REMOTE_EMBEDDED_STUB_X86_64")),
+        identity: env!("OPENCODE_REMOTE_EMBEDDED_STUB_ID_X86_64"),
+    },
+    Embedded {
+        arch: "aarch64",
+        bytes: include_bytes!(env!("OPENCODE_REMOTE_EMBEDDED_STUB_AARCH64")),
+        identity: env!("OPENCODE_REMOTE_EMBEDDED_STUB_ID_AARCH64"),
+    },
+];
 
 /// Environment variable naming a stub file to use for every host.
 pub const OVERRIDE_ENV: &str = "OPENCODE_REMOTE_STUB";
 
-/// `<version> <cksum> <size>` of the embedded stub, computed by `build.rs`.
-static EMBEDDED_IDENTITY: &str = env!("OPENCODE_REMOTE_EMBEDDED_STUB_ID");
+/// What makes a build embed the aarch64 stub too (Debian/Ubuntu packages; the x86_64 stub needs
+/// only the usual Rust toolchain on an x86_64 machine).
+pub const AARCH64_TOOLCHAIN: &str = "sudo dpkg --add-architecture arm64 && sudo apt-get update && \
+     sudo apt-get install rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
+     libc6-dev-arm64-cross";
 
 pub use super::cksum::cksum;
 
@@ -31,18 +56,41 @@ pub struct Stub {
 
 /// No stub for a host's architecture.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "no opencode-remote-stub for {arch}: this opencode-remote carries {available}; put a static \
-     stub built for {arch} at {} (or set {OVERRIDE_ENV})",
-    suggested.display()
-)]
-pub struct NoStub {
-    /// The host's architecture.
-    pub arch: String,
-    /// What we have.
-    pub available: String,
-    /// Where a stub would be found.
-    pub suggested: PathBuf,
+#[non_exhaustive]
+pub enum NoStub {
+    /// Not an architecture we build stubs for.
+    #[error(
+        "no opencode-remote-stub for {arch}: opencode-remote supports {supported} hosts; for \
+         {arch}, build a static stub yourself and put it at {} or set {OVERRIDE_ENV}=<file>",
+        suggested.display(),
+        supported = SUPPORTED.join(" and ")
+    )]
+    Unsupported {
+        /// The host's architecture.
+        arch: String,
+        /// Where a stub would be found.
+        suggested: PathBuf,
+    },
+    /// An architecture we support, but this binary was built without its stub.
+    #[error(
+        "no opencode-remote-stub for {arch}: this opencode-remote was built without its {arch} \
+         stub ({available}), because its build machine had no {arch} cross toolchain; install \
+         it (scripts/install-deps.sh does, or: {hint}) and rebuild, or set {OVERRIDE_ENV}=<file> \
+         to a static {arch} stub",
+        available = available(),
+        hint = toolchain_hint(arch)
+    )]
+    NotEmbedded {
+        /// The host's architecture.
+        arch: String,
+    },
+}
+
+fn toolchain_hint(arch: &str) -> &'static str {
+    match arch {
+        "aarch64" => AARCH64_TOOLCHAIN,
+        _ => "rustup target add x86_64-unknown-linux-gnu and gcc for x86_64",
+    }
 }
 
 /// ELF machine of a binary, mapped to Rust's arch names.
@@ -140,11 +188,14 @@ pub fn for_arch(arch: &str) -> Result<Stub, NoStub> {
     {
         return Ok(stub);
     }
-    if elf_arch(EMBEDDED) == Some(arch) {
+    if let Some(embedded) = EMBEDDED
+        .iter()
+        .find(|e| e.arch == arch && elf_arch(e.bytes) == Some(arch))
+    {
         return Ok(Stub {
-            bytes: Cow::Borrowed(EMBEDDED),
+            bytes: Cow::Borrowed(embedded.bytes),
             origin: "embedded".into(),
-            identity: EMBEDDED_IDENTITY.to_owned(),
+            identity: embedded.identity.to_owned(),
         });
     }
     let dir = exe_dir().unwrap_or_default();
@@ -155,17 +206,31 @@ pub fn for_arch(arch: &str) -> Result<Stub, NoStub> {
     if let Some(stub) = from_file(&dir.join("opencode-remote-stub")) {
         return Ok(stub);
     }
-    Err(NoStub {
-        arch: arch.to_owned(),
-        available: available(),
-        suggested,
-    })
+    if SUPPORTED.contains(&arch) {
+        Err(NoStub::NotEmbedded {
+            arch: arch.to_owned(),
+        })
+    } else {
+        Err(NoStub::Unsupported {
+            arch: arch.to_owned(),
+            suggested,
+        })
+    }
+}
+
+/// The architectures of the embedded stubs, e.g. `["x86_64", "aarch64"]`.
+pub fn embedded_arches() -> Vec<&'static str> {
+    EMBEDDED
+        .iter()
+        .filter(|e| elf_arch(e.bytes) == Some(e.arch))
+        .map(|e| e.arch)
+        .collect()
 }
 
 fn available() -> String {
-    match elf_arch(EMBEDDED) {
-        Some(arch) => format!("an embedded stub for {arch} only"),
-        None => "no embedded stub".into(),
+    match embedded_arches().as_slice() {
+        [] => "it embeds no stub".into(),
+        arches => format!("it embeds {} only", arches.join(" and ")),
     }
 }
 
@@ -182,7 +247,7 @@ impl Stub {
 
 /// Identities of every stub build this binary could install (one per architecture we ship).
 pub fn identities() -> Vec<String> {
-    ["x86_64", "aarch64"]
+    SUPPORTED
         .iter()
         .filter_map(|arch| for_arch(arch).ok())
         .map(|s| s.identity)
@@ -227,8 +292,14 @@ mod tests {
 
     #[test]
     fn elf_is_static_should_tell_the_embedded_stub_from_a_dynamic_binary() {
-        if !EMBEDDED.is_empty() {
-            assert_eq!(elf_is_static(EMBEDDED), Some(true));
+        for embedded in EMBEDDED.iter().filter(|e| !e.bytes.is_empty()) {
+            assert_eq!(
+                elf_is_static(embedded.bytes),
+                Some(true),
+                "{}",
+                embedded.arch
+            );
+            assert_eq!(elf_arch(embedded.bytes), Some(embedded.arch));
         }
         // This test binary is linked dynamically.
         let own = std::fs::read("/proc/self/exe").unwrap();
@@ -247,10 +318,11 @@ mod tests {
     }
 
     #[test]
-    fn for_arch_should_find_the_embedded_stub_and_explain_missing_ones() {
-        if elf_arch(EMBEDDED).is_some() {
-            let stub = for_arch(std::env::consts::ARCH).unwrap();
+    fn for_arch_should_find_the_embedded_stubs_and_explain_missing_ones() {
+        for arch in embedded_arches() {
+            let stub = for_arch(arch).unwrap();
             assert_eq!(stub.origin, "embedded");
+            assert_eq!(elf_arch(&stub.bytes), Some(arch));
             assert_eq!(
                 stub.identity,
                 identity(&stub.bytes),
@@ -258,8 +330,22 @@ mod tests {
             );
             assert!(stub.identity.starts_with(env!("CARGO_PKG_VERSION")));
         }
-        let err = for_arch("sparc64").unwrap_err().to_string();
-        assert!(err.contains("no opencode-remote-stub for sparc64"), "{err}");
-        assert!(err.contains("opencode-remote-stub-sparc64"), "{err}");
+        let err = for_arch("riscv64").unwrap_err().to_string();
+        assert!(err.contains("no opencode-remote-stub for riscv64"), "{err}");
+        assert!(err.contains("supports x86_64 and aarch64 hosts"), "{err}");
+        assert!(err.contains("opencode-remote-stub-riscv64"), "{err}");
+        assert!(err.contains(OVERRIDE_ENV), "{err}");
+    }
+
+    #[test]
+    fn a_missing_embedded_stub_should_name_the_toolchain_to_install() {
+        let err = NoStub::NotEmbedded {
+            arch: "aarch64".into(),
+        }
+        .to_string();
+        assert!(err.contains("built without its aarch64 stub"), "{err}");
+        assert!(err.contains("scripts/install-deps.sh"), "{err}");
+        assert!(err.contains("libstd-rust-web-dev:arm64"), "{err}");
+        assert!(err.contains(OVERRIDE_ENV), "{err}");
     }
 }
