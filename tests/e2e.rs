@@ -1,5 +1,6 @@
 //! End-to-end tests: real sshd, real binaries, real OpenCode. One test binary (see Cargo.toml).
 mod agent;
+mod arm64;
 mod config_cli;
 mod foundation;
 mod gateway;

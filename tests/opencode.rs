@@ -11,7 +11,7 @@ use integration_tests::sshd::Sshd;
 use integration_tests::{require_opencode, require_sshd};
 use serde_json::{Value, json};
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,7 +19,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn options(sshd: &Sshd, remote_dir: &str) -> Value {
+pub(crate) fn options(sshd: &Sshd, remote_dir: &str) -> Value {
     json!({
         "providers": {
             "default": {
@@ -73,7 +73,7 @@ impl LocalEvents {
 
 /// Starts a `!shell` call in the background the way the TUI sends it (no `?workspace=`: the
 /// session's workspace routes it).
-fn shell(
+pub(crate) fn shell(
     opencode: &OpenCode,
     session: &str,
     command: &str,
@@ -133,7 +133,7 @@ async fn answer_next_permission(
 
 /// Polls `GET /permission` through the workspace until a request is pending, and answers it
 /// (for tests about other things than event delivery).
-async fn answer_pending_permission(
+pub(crate) async fn answer_pending_permission(
     opencode: &OpenCode,
     client: &mut Client,
     workspace: &str,
@@ -165,7 +165,11 @@ async fn answer_pending_permission(
 }
 
 /// The tool parts of a session as OpenCode itself returns them (from its replica).
-async fn tool_parts(opencode: &OpenCode, client: &mut Client, session: &str) -> Vec<Value> {
+pub(crate) async fn tool_parts(
+    opencode: &OpenCode,
+    client: &mut Client,
+    session: &str,
+) -> Vec<Value> {
     let (status, messages) = client
         .json(
             "GET",

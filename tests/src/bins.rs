@@ -42,16 +42,28 @@ pub fn release_local_bin() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// The static stub the local binary embeds (built by its build script).
+/// The static x86_64 stub the local binary embeds (built by its build script).
 pub fn static_stub() -> PathBuf {
-    let path =
-        target_dir().join("stub-build/x86_64-unknown-linux-gnu/release/opencode-remote-stub");
-    assert!(
-        path.is_file(),
-        "{} is missing: build opencode-remote first",
-        path.display()
-    );
-    path
+    static_stub_for("x86_64").unwrap_or_else(|missing| {
+        panic!(
+            "{} is missing: build opencode-remote first",
+            missing.display()
+        )
+    })
+}
+
+/// The static stub for `arch` that the local binary embeds, or the path where it is missing
+/// (`local/build.rs` leaves out a cross stub when the machine has no toolchain for it).
+pub fn static_stub_for(arch: &str) -> Result<PathBuf, PathBuf> {
+    let dir = if arch == std::env::consts::ARCH {
+        "stub-build".to_owned()
+    } else {
+        format!("stub-build-{arch}")
+    };
+    let path = target_dir().join(dir).join(format!(
+        "{arch}-unknown-linux-gnu/stub/opencode-remote-stub"
+    ));
+    if path.is_file() { Ok(path) } else { Err(path) }
 }
 
 /// `opencode-remote` with `HOME` set to the harness's local home and no agent.

@@ -1,5 +1,6 @@
 //! Test harness: a real OpenSSH sshd per test, the real OpenCode server, the built binaries, a
 //! bridge child process, and HTTP helpers.
+pub mod arm64;
 pub mod bins;
 pub mod bridge;
 pub mod fake_model;

@@ -219,6 +219,7 @@ pub struct SshdBuilder {
     client_alive_count_max: u32,
     listen: Option<SocketAddr>,
     netns: Option<Netns>,
+    root: Option<PathBuf>,
 }
 
 impl Default for SshdBuilder {
@@ -240,6 +241,7 @@ impl Default for SshdBuilder {
             client_alive_count_max: 3,
             listen: None,
             netns: None,
+            root: None,
         }
     }
 }
@@ -373,6 +375,16 @@ impl SshdBuilder {
         self
     }
 
+    /// Run the sshd of another root file system (e.g. an arm64 Debian made by debootstrap,
+    /// see [`crate::arm64`]) chrooted into it, in a mount namespace of its own where that root
+    /// gets `/proc`, `/dev`, an empty `/tmp` and `/run`, and the harness's temporary directory
+    /// at the same path as outside. Paths in the config, the homes and the log therefore mean
+    /// the same inside and out, and sessions run the root's own shell and tools.
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = Some(root.into());
+        self
+    }
+
     /// Start sshd. `None` (after printing `SKIP: …`) when OpenSSH is not installed and not
     /// required; panics on any other failure.
     pub fn start(self) -> Option<Sshd> {
@@ -405,6 +417,7 @@ pub struct Sshd {
     host: String,
     port: u16,
     netns: Option<Netns>,
+    root: Option<PathBuf>,
     user: String,
     host_key_type: KeyType,
     host_keys: Vec<(KeyType, PathBuf)>,
@@ -517,6 +530,7 @@ impl Sshd {
             host: ip.to_string(),
             port: 0,
             netns: b.netns.clone(),
+            root: b.root.clone(),
             user: current_user(),
             host_key_type: b.host_key_type,
             host_keys,
@@ -698,9 +712,10 @@ impl Sshd {
         // to its stderr after that became the channel's stderr, so "debug1: …" lines would
         // reach the client on the exec channel's stderr. sshd's own stderr (errors before
         // logging is set up) goes to the same file.
-        let mut command = match &self.netns {
-            Some(ns) => ns.command(SSHD_PATH),
-            None => Command::new(SSHD_PATH),
+        let mut command = match (&self.netns, &self.root) {
+            (Some(ns), _) => ns.command(SSHD_PATH),
+            (None, Some(root)) => chrooted(root, self.dir()),
+            (None, None) => Command::new(SSHD_PATH),
         };
         let child = command
             .arg("-D")
@@ -1334,6 +1349,36 @@ fn parse_openssh_version(text: &str) -> Option<(u32, u32)> {
 }
 
 /// sshd refuses to start without its privilege separation directory.
+/// `unshare --mount … chroot <root> /usr/sbin/sshd`, with the root's mounts made inside the
+/// new mount namespace only (they vanish with its last process). `unshare` and the shell
+/// `exec` into `chroot` and sshd, so the child is sshd itself.
+fn chrooted(root: &Path, dir: &Path) -> Command {
+    const SCRIPT: &str = r#"set -e
+root=$1; dir=$2; shift 2
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+mount -t tmpfs -o mode=755 tmpfs "$root/run"
+mkdir -p "$root/run/sshd" "$root$dir"
+mount --bind "$dir" "$root$dir"
+exec chroot "$root" "$@""#;
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            SCRIPT,
+            "sh",
+        ])
+        .arg(root)
+        .arg(dir)
+        .arg(SSHD_PATH);
+    command
+}
+
 fn ensure_privsep_dir() {
     let dir = Path::new(PRIVSEP_DIR);
     if !dir.is_dir()
