@@ -9,6 +9,9 @@ scripts/install-deps.sh
 
 export OPENCODE_REMOTE_REQUIRE_SSHD=1
 export OPENCODE_REMOTE_REQUIRE_OPENCODE=1
+# The emulated aarch64 host (tests/arm64.rs) too. SKIP_ARM64=1 skips its setup here (under CI the
+# test still fails without it; elsewhere it then skips).
+[ "${SKIP_ARM64:-0}" = 1 ] || export OPENCODE_REMOTE_REQUIRE_ARM64=1
 export OPENCODE_BIN="${OPENCODE_BIN:-$PWD/.cache/opencode/node_modules/.bin/opencode}"
 
 cargo fmt --all -- --check

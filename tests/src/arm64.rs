@@ -14,7 +14,8 @@ use crate::sshd::SshdBuilder;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/arm64_root.sh");
 
-fn required() -> bool {
+/// Whether a missing aarch64 host (or aarch64 stub) fails the test instead of skipping it.
+pub fn required() -> bool {
     std::env::var_os("OPENCODE_REMOTE_REQUIRE_ARM64").is_some_and(|v| v == "1")
         || std::env::var_os("CI").is_some()
 }
