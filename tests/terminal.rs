@@ -108,7 +108,7 @@ fn terminals_should_work_through_the_bridge_like_in_opencode() {
     let sshd = require_sshd!();
     let project = sshd.remote_home().join("project");
     std::fs::create_dir_all(&project).unwrap();
-    let bridge = BridgeProcess::start(
+    let mut bridge = BridgeProcess::start(
         &sshd,
         &[
             "--workspace-id",
@@ -243,6 +243,18 @@ fn terminals_should_work_through_the_bridge_like_in_opencode() {
         term.send("echo after-sleep-$?\n").await;
         term.until("after-sleep-130").await;
 
+        // A full-screen program: vi draws its screen and writes the file typed into it.
+        term.send("vi -u NONE vi-test.txt\n").await;
+        term.until("vi-test.txt").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        term.send("ihello-vi\u{1b}:wq\r").await;
+        let written = project.join("vi-test.txt");
+        let saved = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            std::fs::read_to_string(&written).is_ok_and(|t| t == "hello-vi\n")
+        });
+        assert!(saved, "vi did not save: {:?}", term.seen);
+
         // Disconnect; output produced meanwhile arrives once after reconnecting with the cursor.
         term.send("echo sync-$((2+3))\n").await;
         term.until("sync-5\r\n").await;
@@ -365,5 +377,15 @@ fn terminals_should_work_through_the_bridge_like_in_opencode() {
             .await;
         assert_eq!(status, 403);
         assert_eq!(refused["_tag"], "PtyForbiddenError");
+
+        // The stub's exit (the connection ends) takes every terminal with it.
+        let shell_pid = second["pid"].as_u64().unwrap();
+        bridge.kill();
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_to_string(format!("/proc/{shell_pid}/stat"))
+                .map_or(true, |s| s.split(' ').nth(2) == Some("Z"))
+        });
+        assert!(gone, "terminal shell {shell_pid} outlived the stub");
     });
 }
