@@ -389,3 +389,137 @@ fn terminals_should_work_through_the_bridge_like_in_opencode() {
         assert!(gone, "terminal shell {shell_pid} outlived the stub");
     });
 }
+
+/// Benchmark (printed, not asserted; `--ignored`): keystroke echo round trip and bulk output
+/// through a host terminal over the bridge, against `ssh -tt` to the same sshd.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn terminal_echo_and_bulk_against_ssh() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ROUNDS: usize = 300;
+    const BULK: u64 = 64 << 20;
+    let sshd = require_sshd!();
+    let project = sshd.remote_home().join("bench");
+    std::fs::create_dir_all(&project).unwrap();
+    let bridge = BridgeProcess::start(
+        &sshd,
+        &[
+            "--workspace-id",
+            WORKSPACE,
+            "--project-id",
+            PROJECT,
+            "--directory",
+            project.to_str().unwrap(),
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pct = |mut v: Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() as f64 - 1.0) * p) as usize]
+    };
+    runtime.block_on(async {
+        let prefix = bridge.prefix();
+        let mut events = integration_tests::http::subscribe(&bridge.authority(), &format!("{prefix}/global/event")).await;
+        let mut client = Client::connect(&bridge.authority()).await;
+        let (authority, path) = (bridge.authority(), format!("{prefix}/pty"));
+        let create = tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            client.json("POST", &path, &json!({ "command": "/bin/sh" })).await
+        });
+        let asked = wait_for(&mut events, "permission.asked").await;
+        let request_id = asked["payload"]["properties"]["id"].as_str().unwrap().to_owned();
+        client.json("POST", &format!("{prefix}/permission/{request_id}/reply"), &json!({ "reply": "once" })).await;
+        let (_, pty) = create.await.unwrap();
+        let id = pty["id"].as_str().unwrap().to_owned();
+        let mut term = Term::connect(&bridge, &id, None).await;
+        term.until_meta().await;
+        term.send("cat\n").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut bridge_rtt = Vec::new();
+        for i in 0..ROUNDS {
+            let c = char::from(b'a' + (i % 26) as u8);
+            let before = term.seen.len();
+            let started = std::time::Instant::now();
+            term.send(&c.to_string()).await;
+            while !term.seen[before..].contains(c) {
+                let message = term.ws.next().await.unwrap().unwrap();
+                term.take(message);
+            }
+            bridge_rtt.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        term.send("\n\u{4}").await;
+        term.send("yes 0123456789abcdef | head -c 67108864; echo; echo bulk-$((1))\n").await;
+        let started = std::time::Instant::now();
+        let mut tail = String::new();
+        loop {
+            match term.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    term.cursor += text.encode_utf16().count() as u64;
+                    tail.push_str(&text);
+                    if tail.contains("bulk-1\r\n") {
+                        break;
+                    }
+                    let keep = tail.len().saturating_sub(64);
+                    let keep = (keep..tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(0);
+                    tail.drain(..keep);
+                }
+                Some(Ok(_)) => {}
+                // Fell behind: reconnect with the cursor, as OpenCode's app does.
+                _ => {
+                    let cursor = term.cursor;
+                    term = Term::connect(&bridge, &id, Some(cursor)).await;
+                }
+            }
+        }
+        let bridge_bulk = BULK as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64();
+
+        let mut ssh = tokio::process::Command::from(sshd.ssh_command());
+        ssh.args(["-tt", "cat"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        let mut child = ssh.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut ssh_rtt = Vec::new();
+        let mut buf = [0u8; 4096];
+        for i in 0..ROUNDS {
+            let c = b'a' + (i % 26) as u8;
+            let started = std::time::Instant::now();
+            stdin.write_all(&[c]).await.unwrap();
+            loop {
+                let n = stdout.read(&mut buf).await.unwrap();
+                if buf[..n].contains(&c) {
+                    break;
+                }
+            }
+            ssh_rtt.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        drop(stdin);
+        let _ = child.kill().await;
+        let mut ssh = tokio::process::Command::from(sshd.ssh_command());
+        ssh.args(["-tt", "yes 0123456789abcdef | head -c 67108864"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let started = std::time::Instant::now();
+        let mut child = ssh.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut sink = vec![0u8; 1 << 16];
+        while stdout.read(&mut sink).await.unwrap() > 0 {}
+        let ssh_bulk = BULK as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64();
+        let _ = child.wait().await;
+
+        eprintln!(
+            "terminal echo round trip (ms): bridge p50 {:.3} p99 {:.3} | ssh -tt p50 {:.3} p99 {:.3} | p50 ratio {:.2}",
+            pct(bridge_rtt.clone(), 0.5), pct(bridge_rtt.clone(), 0.99),
+            pct(ssh_rtt.clone(), 0.5), pct(ssh_rtt.clone(), 0.99),
+            pct(bridge_rtt, 0.5) / pct(ssh_rtt, 0.5),
+        );
+        eprintln!(
+            "terminal bulk output (64 MiB): bridge {bridge_bulk:.1} MiB/s | ssh -tt {ssh_bulk:.1} MiB/s | ratio {:.2}",
+            bridge_bulk / ssh_bulk
+        );
+    });
+}
