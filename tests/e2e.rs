@@ -11,4 +11,5 @@ mod old_kernel;
 mod opencode;
 mod password;
 mod setup;
+mod terminal;
 mod workspace_api;

@@ -49,6 +49,7 @@ const REMOTE: &[(&str, &[&str])] = &[
             "server",
             "session",
             "stdio",
+            "terminal",
             "tools",
         ],
     ),
@@ -56,7 +57,8 @@ const REMOTE: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "http", "app", "agent", "gateway", "session", "policy", "tools", "opencode", "error",
+            "http", "app", "agent", "gateway", "session", "policy", "terminal", "tools",
+            "opencode", "error",
         ],
     ),
     ("http", &["app", "error"]),
@@ -67,6 +69,7 @@ const REMOTE: &[(&str, &[&str])] = &[
             "gateway",
             "session",
             "policy",
+            "terminal",
             "tools",
             "handshake",
             "error",
@@ -79,6 +82,7 @@ const REMOTE: &[(&str, &[&str])] = &[
     ("gateway", &[]),
     ("policy", &["session", "opencode", "error"]),
     ("session", &["opencode", "error"]),
+    ("terminal", &["session", "tools", "opencode"]),
     ("tools", &[]),
     ("opencode", &[]),
     ("handshake", &[]),

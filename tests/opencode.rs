@@ -329,6 +329,37 @@ fn a_workspace_on_an_ssh_host_should_work_through_real_opencode() {
         assert_eq!(ids.len(), count);
         assert_eq!(count, 10, "5 shell calls = 5 user + 5 assistant messages");
 
+        // A terminal through OpenCode's own API and WebSocket (as its apps use them): it asks
+        // first, then runs on the host in the workspace directory with the size set by PUT.
+        let q = opencode.query(&format!("workspace={wrk}"));
+        let (authority, path) = (opencode.authority(), format!("/pty{q}"));
+        let create = tokio::spawn(async move {
+            let mut client = Client::connect(&authority).await;
+            client.json("POST", &path, &json!({ "title": "host" })).await
+        });
+        let request = answer_next_permission(&opencode, &mut client, &mut events, &wrk, "once").await;
+        assert_eq!(request["permission"], "terminal");
+        let (status, pty) = create.await.unwrap();
+        assert_eq!(status, 200, "{pty}\n{}", opencode.log());
+        let pty_id = pty["id"].as_str().unwrap().to_owned();
+        assert_eq!(pty["cwd"], remote_dir.as_str());
+        let (status, _) = client.json("PUT", &format!("/pty/{pty_id}{q}"), &json!({ "size": { "rows": 33, "cols": 77 } })).await;
+        assert_eq!(status, 200);
+        let url = format!("ws://{}/pty/{pty_id}/connect{}", opencode.authority(), opencode.query(&format!("workspace={wrk}&cursor=0")));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        futures_util::SinkExt::send(&mut ws, tokio_tungstenite::tungstenite::Message::text("stty size; echo host-$((6*7))\n")).await.unwrap();
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !seen.contains("host-42\r\n") {
+            let message = tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut ws)).await.unwrap_or_else(|_| panic!("{seen:?}")).unwrap().unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                seen.push_str(&text);
+            }
+        }
+        assert!(seen.contains("33 77"), "{seen:?}");
+        let (status, removed) = client.json("DELETE", &format!("/pty/{pty_id}{q}"), &Value::Null).await;
+        assert_eq!((status, removed), (200, json!(true)));
+
         // Deleting the session propagates to OpenCode's list.
         let (status, ok) = client.json("DELETE", &format!("/session/{ses}{}", opencode.query("")), &Value::Null).await;
         assert_eq!((status, ok), (200, json!(true)));

@@ -140,6 +140,11 @@ impl Agent {
         None
     }
 
+    /// Rules the user approved with `always` in this workspace.
+    pub fn approved(&self) -> std::sync::Arc<approved::Approved> {
+        self.approved.clone()
+    }
+
     /// The questions waiting for the user.
     pub fn questions(&self) -> &questions::Questions {
         &self.questions

@@ -16,6 +16,7 @@ use crate::handshake::HostInfo;
 use crate::policy::Policy;
 use crate::session::Sessions;
 use crate::session::bus::Bus;
+use crate::terminal::Terminals;
 use crate::tools::procs::Procs;
 
 /// Stub configuration, fixed for the life of the process.
@@ -50,6 +51,7 @@ struct Shared {
     policy: Policy,
     agent: Agent,
     gateway: Gateway,
+    terminals: Terminals,
 }
 
 impl App {
@@ -68,6 +70,7 @@ impl App {
             tasks.clone(),
             shutdown.clone(),
         );
+        let terminals = Terminals::new(bus.clone(), procs.clone(), config.directory.clone());
         let policy = Policy::new(config.state_dir.clone(), config.workspace_id.clone(), bus);
         let gateway = Gateway::default();
         let agent = Agent::new(AgentParts {
@@ -93,6 +96,7 @@ impl App {
             policy,
             agent,
             gateway,
+            terminals,
         }))
     }
 
@@ -114,6 +118,11 @@ impl App {
     /// The gateway room (requests to the laptop).
     pub fn gateway(&self) -> &Gateway {
         &self.0.gateway
+    }
+
+    /// The terminals room (`/pty`).
+    pub fn terminals(&self) -> &Terminals {
+        &self.0.terminals
     }
 
     /// The event bus.
@@ -159,6 +168,8 @@ impl App {
     /// session logs. Logs when the time limit wins.
     pub async fn close(&self, grace: Duration) {
         self.0.shutdown.cancel();
+        // Terminals hang up first (as when a terminal window closes); `Procs` kills the rest.
+        self.0.terminals.hang_up_all();
         self.0.tasks.close();
         if tokio::time::timeout(grace, self.0.tasks.wait())
             .await

@@ -28,6 +28,12 @@ pub enum ApiError {
     /// No pending question with this id.
     #[error("Question request not found: {0}")]
     QuestionNotFound(String),
+    /// No running terminal with this id.
+    #[error("PTY session not found: {0}")]
+    PtyNotFound(String),
+    /// A terminal operation the user or the request's origin does not allow.
+    #[error("{0}")]
+    PtyForbidden(String),
     /// A route OpenCode knows that the stub does not implement.
     #[error("{0}")]
     NotImplemented(String),
@@ -63,8 +69,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_)
             | ApiError::PermissionNotFound(_)
-            | ApiError::QuestionNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            | ApiError::QuestionNotFound(_)
+            | ApiError::PtyNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) | ApiError::PtyForbidden(_) => StatusCode::FORBIDDEN,
             ApiError::SessionBusy(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,6 +91,8 @@ impl ApiError {
             ApiError::SessionBusy(_) => "SessionBusyError",
             ApiError::PermissionNotFound(_) => "PermissionNotFoundError",
             ApiError::QuestionNotFound(_) => "QuestionNotFoundError",
+            ApiError::PtyNotFound(_) => "PtyNotFoundError",
+            ApiError::PtyForbidden(_) => "PtyForbiddenError",
             ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -104,12 +113,15 @@ impl ApiError {
             session_id: Option<&'a str>,
             #[serde(rename = "requestID", skip_serializing_if = "Option::is_none")]
             request_id: Option<&'a str>,
+            #[serde(rename = "ptyID", skip_serializing_if = "Option::is_none")]
+            pty_id: Option<&'a str>,
             message: String,
         }
         let tagged = |session_id, request_id| Tagged {
             tag: self.name(),
             session_id,
             request_id,
+            pty_id: None,
             message: self.to_string(),
         };
         let body = match self {
@@ -117,6 +129,11 @@ impl ApiError {
             ApiError::PermissionNotFound(id) | ApiError::QuestionNotFound(id) => {
                 serde_json::to_value(tagged(None, Some(id)))
             }
+            ApiError::PtyNotFound(id) => serde_json::to_value(Tagged {
+                pty_id: Some(id),
+                ..tagged(None, None)
+            }),
+            ApiError::PtyForbidden(_) => serde_json::to_value(tagged(None, None)),
             _ => serde_json::to_value(ErrorBody {
                 name: self.name().to_owned(),
                 data: ErrorData {

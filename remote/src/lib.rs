@@ -21,6 +21,7 @@
 //! - [`session`]: the durable event log OpenCode replicates from, the event bus, ids, session
 //!   records and busy sessions.
 //! - [`policy`]: which paths a command touches, approved roots, pending permission requests.
+//! - [`terminal`]: terminals on the host (`/pty`): pseudo-terminals, their output and clients.
 //! - [`tools`]: execution only: child processes, the file system, search and git.
 //! - [`error`]: `ApiError`, the one place where failures become HTTP responses.
 
@@ -37,6 +38,7 @@ pub mod policy;
 pub mod server;
 pub mod session;
 pub mod stdio;
+pub mod terminal;
 pub mod tools;
 
 pub use app::{App, Config};

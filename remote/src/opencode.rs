@@ -18,6 +18,7 @@ pub mod message;
 pub mod part;
 pub mod permission;
 pub mod project;
+pub mod pty;
 pub mod question;
 pub mod session;
 

@@ -91,12 +91,14 @@ fn routes() -> &'static [Route] {
             route!(GET "/vcs/diff" => vcs::diff),
             // Terminals.
             route!(GET "/pty" => pty::list),
-            route!(POST "/pty" => pty::not_yet),
-            route!(GET "/pty/:id" => pty::not_yet),
-            route!(PUT "/pty/:id" => pty::not_yet),
-            route!(DELETE "/pty/:id" => pty::not_yet),
-            route!(GET "/pty/:id/connect" => pty::not_yet),
-            route!(POST "/pty/:id/connect-token" => pty::not_yet),
+            route!(POST "/pty" => pty::create),
+            route!(GET "/pty/shells" => pty::shells),
+            route!(GET "/pty/:id" => pty::get),
+            route!(PUT "/pty/:id" => pty::update),
+            route!(DELETE "/pty/:id" => pty::remove),
+            // WebSockets arrive as RFC 8441 extended CONNECT streams (see the bridge).
+            route!(CONNECT "/pty/:id/connect" => pty::connect),
+            route!(POST "/pty/:id/connect-token" => pty::connect_token),
             // What the TUI asks when the workspace is the current one (SPEC §6 row T).
             route!(GET "/path" => startup::path),
             route!(GET "/project/current" => startup::project),

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::message::{Message, MessageError};
 use super::part::Part;
 use super::permission::{PermissionRequest, Reply};
+use super::pty::Pty;
 use super::question::QuestionRequest;
 use super::session::{FileDiff, Session, Status};
 
@@ -251,6 +252,33 @@ pub enum BusEvent {
         session_id: String,
         /// The whole list.
         todos: Vec<Value>,
+    },
+    /// A terminal was opened.
+    #[serde(rename = "pty.created")]
+    PtyCreated {
+        /// The terminal.
+        info: Pty,
+    },
+    /// A terminal's title or size changed.
+    #[serde(rename = "pty.updated")]
+    PtyUpdated {
+        /// The terminal.
+        info: Pty,
+    },
+    /// A terminal's program ended.
+    #[serde(rename = "pty.exited")]
+    PtyExited {
+        /// The terminal.
+        id: String,
+        /// Its exit code.
+        #[serde(rename = "exitCode")]
+        exit_code: i32,
+    },
+    /// A terminal was closed and forgotten.
+    #[serde(rename = "pty.deleted")]
+    PtyDeleted {
+        /// The terminal.
+        id: String,
     },
     /// A tool edited a file.
     #[serde(rename = "file.edited")]

@@ -89,6 +89,18 @@ impl Procs {
         ))
     }
 
+    /// Registers the process group of a child started elsewhere (a terminal's session leader),
+    /// so it dies with the stub like the others.
+    pub fn register(&self, pgid: i32) -> Registration {
+        if pgid > 0 {
+            self.lock().insert(pgid);
+        }
+        Registration {
+            procs: self.clone(),
+            pgid,
+        }
+    }
+
     /// Sends `signal` to one registered group (e.g. on abort).
     pub fn signal_group(&self, pgid: i32, signal: Signal) {
         if let Some(pid) = Pid::from_raw(pgid) {
