@@ -171,23 +171,10 @@ fn a_workspace_on_an_aarch64_host_should_work_through_real_opencode() {
             .await;
         assert_eq!(status, 200, "{session}\n{}", opencode.log());
         let ses = session["id"].as_str().unwrap().to_owned();
-        let (_, sessions) = client
-            .json(
-                "GET",
-                &format!(
-                    "/session{}",
-                    opencode.query(&format!("workspace={wrk}&path="))
-                ),
-                &Value::Null,
-            )
-            .await;
+        let sessions = opencode.sessions_in(&mut client, &wrk).await;
         assert!(
-            sessions
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["id"] == ses.as_str()),
-            "{sessions}"
+            sessions.iter().any(|s| s["id"] == ses.as_str()),
+            "{sessions:?}"
         );
 
         let call = shell(&opencode, &ses, "uname -m");

@@ -248,8 +248,8 @@ fn a_workspace_on_an_ssh_host_should_work_through_real_opencode() {
         assert_eq!(session["directory"], remote_dir.as_str());
         // The TUI lists sessions with `path` relative to the worktree (served from OpenCode's own
         // replica, never forwarded).
-        let (_, sessions) = client.json("GET", &format!("/session{}", opencode.query(&format!("workspace={wrk}&path="))), &Value::Null).await;
-        let listed = sessions.as_array().unwrap().iter().find(|s| s["id"] == ses.as_str()).cloned().unwrap_or_else(|| panic!("{sessions}"));
+        let sessions = opencode.sessions_in(&mut client, &wrk).await;
+        let listed = sessions.iter().find(|s| s["id"] == ses.as_str()).cloned().unwrap_or_else(|| panic!("{sessions:?}"));
         assert_eq!(listed["workspaceID"], wrk.as_str());
 
         // !shell: the first command asks for the workspace directory; `always` approves it.
@@ -363,8 +363,8 @@ fn a_workspace_on_an_ssh_host_should_work_through_real_opencode() {
         // Deleting the session propagates to OpenCode's list.
         let (status, ok) = client.json("DELETE", &format!("/session/{ses}{}", opencode.query("")), &Value::Null).await;
         assert_eq!((status, ok), (200, json!(true)));
-        let (_, sessions) = client.json("GET", &format!("/session{}", opencode.query(&format!("workspace={wrk}&path="))), &Value::Null).await;
-        assert!(!sessions.as_array().unwrap().iter().any(|s| s["id"] == ses.as_str()));
+        let sessions = opencode.sessions_in(&mut client, &wrk).await;
+        assert!(!sessions.iter().any(|s| s["id"] == ses.as_str()));
 
         // Removing the workspace stops its bridge.
         let (status, _) = client.json("DELETE", &format!("/experimental/workspace/{wrk}{}", opencode.query("")), &Value::Null).await;
@@ -562,23 +562,10 @@ fn an_opencode_restart_should_bring_workspaces_back_on_the_same_url() {
             "same port: {cmdline}"
         );
         // The session survived, and the workspace works.
-        let (_, sessions) = client
-            .json(
-                "GET",
-                &format!(
-                    "/session{}",
-                    opencode.query(&format!("workspace={wrk}&path="))
-                ),
-                &Value::Null,
-            )
-            .await;
+        let sessions = opencode.sessions_in(&mut client, &wrk).await;
         assert!(
-            sessions
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["id"] == ses.as_str()),
-            "{sessions}"
+            sessions.iter().any(|s| s["id"] == ses.as_str()),
+            "{sessions:?}"
         );
         let (status, _) = client
             .json(

@@ -81,6 +81,23 @@ impl Req {
         std::mem::replace(&mut self.body, empty_body())
     }
 
+    /// Fails unless this is a WebSocket: an extended CONNECT (RFC 8441) with `:protocol
+    /// websocket`.
+    pub fn require_websocket(&self) -> Result<(), ApiError> {
+        let is_websocket = self
+            .head
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if is_websocket {
+            Ok(())
+        } else {
+            Err(ApiError::BadRequest(
+                "expected a WebSocket (extended CONNECT with :protocol websocket)".into(),
+            ))
+        }
+    }
+
     /// The request again (head and the body not yet taken), e.g. to upgrade it.
     pub fn into_request(self) -> Request<RequestBody> {
         Request::from_parts(self.head, self.body)

@@ -338,6 +338,22 @@ impl OpenCode {
         crate::http::subscribe(&bridge, &format!("/{secret}/global/event")).await
     }
 
+    /// The sessions OpenCode lists for `workspace` (as the TUI asks: `path` empty).
+    pub async fn sessions_in(
+        &self,
+        client: &mut crate::http::Client,
+        workspace: &str,
+    ) -> Vec<Value> {
+        let query = self.query(&format!("workspace={workspace}&path="));
+        let (_, sessions) = client
+            .json("GET", &format!("/session{query}"), &Value::Null)
+            .await;
+        match sessions {
+            Value::Array(sessions) => sessions,
+            other => panic!("GET /session answered {other}"),
+        }
+    }
+
     /// `?directory=<project>` plus extra query pairs.
     pub fn query(&self, extra: &str) -> String {
         let directory: String = self

@@ -80,16 +80,7 @@ pub async fn sse(req: Req) -> Result<Response<Body>, ApiError> {
 
 /// `CONNECT …/ws-echo` (WebSocket over RFC 8441): echoes every message.
 pub async fn ws_echo(req: Req) -> Result<Response<Body>, ApiError> {
-    let is_websocket = req
-        .head
-        .extensions
-        .get::<hyper::ext::Protocol>()
-        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
-    if !is_websocket {
-        return Err(ApiError::BadRequest(
-            "expected an extended CONNECT with :protocol websocket".into(),
-        ));
-    }
+    req.require_websocket()?;
     let app = req.app.clone();
     let mut request = req.into_request();
     let upgrade = hyper::upgrade::on(&mut request);

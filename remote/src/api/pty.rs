@@ -222,16 +222,7 @@ fn local_origin(origin: &str) -> bool {
 /// Text frames out are output; a binary frame `0x00` + `{"cursor":N}` follows the replay;
 /// every client frame is input.
 pub async fn connect(req: Req) -> Result<Response<Body>, ApiError> {
-    let is_websocket = req
-        .head
-        .extensions
-        .get::<hyper::ext::Protocol>()
-        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
-    if !is_websocket {
-        return Err(ApiError::BadRequest(
-            "expected a WebSocket (extended CONNECT with :protocol websocket)".into(),
-        ));
-    }
+    req.require_websocket()?;
     let id = req.param(0).to_owned();
     let terminals = req.app.terminals().clone();
     if terminals.get(&id).is_err() {
