@@ -472,6 +472,17 @@ fn abort_should_stop_a_running_command_and_its_children() {
     );
 }
 
+/// Whether a process whose argv[0] is exactly `name` runs.
+fn process_named(name: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmd| cmd.split(|&b| b == 0).next() == Some(name.as_bytes()))
+        })
+}
+
 fn marker_running(marker: &str) -> bool {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -512,24 +523,31 @@ fn closing_the_connection_should_leave_no_orphan_processes() {
                 &json!({ "reply": "once" }),
             )
             .await;
-        // A liveness bound, generous for a loaded CI machine.
+        // A liveness bound, generous for a loaded CI machine. The shell's own command line
+        // names both markers too, so only processes whose argv[0] *is* the marker count, and
+        // the answer of the loop is kept: reading /proc twice could catch a process mid-exec.
+        let mut started = false;
         for _ in 0..400 {
-            if marker_running(&format!("{marker}-fg")) && marker_running(&format!("{marker}-bg")) {
+            if process_named(&format!("{marker}-fg")) && process_named(&format!("{marker}-bg")) {
+                started = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(
-            marker_running(&format!("{marker}-fg")) && marker_running(&format!("{marker}-bg")),
-            "the command did not start within 20 s"
-        );
+        assert!(started, "the command did not start within 20 s");
     });
     // The bridge goes away with the command still running (SIGKILL: no goodbye).
     bridge.child.kill().unwrap();
     bridge.child.wait().unwrap();
+    let clean =
+        || !marker_running(&marker) && !std::path::Path::new(&format!("/proc/{stub_pid}")).exists();
+    // Two clean looks in a row: one read of /proc can miss a process in the middle of an exec.
     let gone = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        !marker_running(&marker) && !std::path::Path::new(&format!("/proc/{stub_pid}")).exists()
+        clean() && {
+            std::thread::sleep(Duration::from_millis(100));
+            clean()
+        }
     });
     let log = std::fs::read_to_string(sshd.remote_home().join(".opencode-remote/log/stub.log"))
         .unwrap_or_default();

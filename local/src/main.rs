@@ -61,12 +61,18 @@ fn close_inherited_descriptors() {
         .filter(|&fd| fd > 2)
         .collect();
     for fd in fds {
+        // The read_dir handle's own descriptor is in the list and already closed; closing it
+        // again would trip rustix's debug assertion, so look before closing.
+        // SAFETY: the borrow lives for this one fcntl call, while `fd` is either open or not.
+        if rustix::io::fcntl_getfd(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }).is_err() {
+            continue;
+        }
         // No safe API can do this: closing a descriptor one does not own is exactly what I/O
         // safety rules out (rustix's `close` is an `unsafe fn` too), and these are owned by no
         // Rust value.
         // SAFETY: nothing in this process uses these descriptors yet (this runs first thing in
         // main, before any thread or file exists); the read_dir handle above is already
-        // closed, and closing it again only fails with EBADF.
+        // closed and skipped above.
         unsafe { rustix::io::close(fd) };
     }
 }
