@@ -223,6 +223,55 @@ pub enum Reply {
     End,
 }
 
+/// Largest text, arguments or data a [`Reply::absorb`] grows one reply to, in bytes.
+pub const MERGE_LIMIT: usize = 16 << 10;
+
+impl Reply {
+    /// Joins `next` onto this reply when both are pieces of one stream: text after text,
+    /// reasoning after reasoning, arguments of the same tool call, fetched bytes after fetched
+    /// bytes, as long as the result stays within [`MERGE_LIMIT`]. Anything else comes back,
+    /// untouched, as `Some(next)`; `None` means it was absorbed.
+    ///
+    /// A reader that fell behind catches up with one reply instead of a thousand: what it sees
+    /// is the same text in the same order, in fewer pieces.
+    pub fn absorb(&mut self, next: Reply) -> Option<Reply> {
+        fn fits(a: usize, b: usize) -> bool {
+            a.saturating_add(b) <= MERGE_LIMIT
+        }
+        match (self, next) {
+            (
+                Reply::Model(ModelEvent::TextDelta(held)),
+                Reply::Model(ModelEvent::TextDelta(more)),
+            )
+            | (
+                Reply::Model(ModelEvent::ReasoningDelta(held)),
+                Reply::Model(ModelEvent::ReasoningDelta(more)),
+            ) if fits(held.len(), more.len()) => {
+                held.push_str(&more);
+                None
+            }
+            (
+                Reply::Model(ModelEvent::ToolCallDelta {
+                    id: held_id,
+                    arguments: held,
+                }),
+                Reply::Model(ModelEvent::ToolCallDelta {
+                    id: more_id,
+                    arguments: more,
+                }),
+            ) if *held_id == more_id && fits(held.len(), more.len()) => {
+                held.push_str(&more);
+                None
+            }
+            (Reply::Data(held), Reply::Data(more)) if fits(held.len(), more.len()) => {
+                held.extend_from_slice(&more);
+                None
+            }
+            (_, next) => Some(next),
+        }
+    }
+}
+
 /// A model call's progress, normalised across providers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ModelEvent {
@@ -646,5 +695,47 @@ mod tests {
             decoder.push(&frame);
             assert_eq!(decoder.decode::<Reply>().unwrap(), Some(reply));
         }
+    }
+
+    #[test]
+    fn absorb_should_join_pieces_of_one_stream_only() {
+        let text = |t: &str| Reply::Model(ModelEvent::TextDelta(t.into()));
+        let reasoning = |t: &str| Reply::Model(ModelEvent::ReasoningDelta(t.into()));
+        let args = |id: &str, a: &str| {
+            Reply::Model(ModelEvent::ToolCallDelta {
+                id: id.into(),
+                arguments: a.into(),
+            })
+        };
+
+        let mut held = text("Hel");
+        assert_eq!(held.absorb(text("lo")), None);
+        assert_eq!(held, text("Hello"));
+        // Text and reasoning are different parts: kept apart, order kept by the caller.
+        assert_eq!(held.absorb(reasoning("hm")), Some(reasoning("hm")));
+        assert_eq!(held.absorb(Reply::End), Some(Reply::End));
+
+        let mut held = reasoning("a");
+        assert_eq!(held.absorb(reasoning("b")), None);
+        assert_eq!(held, reasoning("ab"));
+
+        let mut held = args("c1", "{\"a\":");
+        assert_eq!(held.absorb(args("c1", "1}")), None);
+        assert_eq!(held, args("c1", "{\"a\":1}"));
+        assert_eq!(held.absorb(args("c2", "{")), Some(args("c2", "{")));
+
+        let mut held = Reply::Data(vec![1, 2]);
+        assert_eq!(held.absorb(Reply::Data(vec![3])), None);
+        assert_eq!(held, Reply::Data(vec![1, 2, 3]));
+
+        // Never past the limit.
+        let mut held = text(&"x".repeat(MERGE_LIMIT - 1));
+        assert_eq!(held.absorb(text("y")), None);
+        assert_eq!(held.absorb(text("z")), Some(text("z")));
+        let mut held = Reply::Data(vec![0; MERGE_LIMIT]);
+        assert_eq!(
+            held.absorb(Reply::Data(vec![1])),
+            Some(Reply::Data(vec![1]))
+        );
     }
 }
