@@ -181,14 +181,38 @@ async fn ask(bridge: &BridgeProcess, request: Request) -> Vec<Reply> {
     replies
 }
 
-/// The model events, without `Started` and `Usage` (checked separately).
+/// The model events, without `Started` and `Usage` (checked separately), with consecutive
+/// pieces of one stream joined (see [`joined`]).
 fn events(replies: &[Reply]) -> Vec<ModelEvent> {
-    replies
-        .iter()
-        .filter_map(|reply| match reply {
-            Reply::Model(ModelEvent::Started(_) | ModelEvent::Usage(_)) => None,
-            Reply::Model(event) => Some(event.clone()),
-            _ => None,
+    joined(
+        replies
+            .iter()
+            .filter_map(|reply| match reply {
+                Reply::Model(ModelEvent::Started(_) | ModelEvent::Usage(_)) => None,
+                Reply::Model(event) => Some(event.clone()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// `events` with consecutive pieces of one stream joined, as the stub joins those that arrive
+/// together ([`Reply::absorb`]): how a stream is cut depends on timing, its content and order
+/// do not.
+fn joined(events: Vec<ModelEvent>) -> Vec<ModelEvent> {
+    let mut out: Vec<Reply> = Vec::new();
+    for event in events {
+        let next = Reply::Model(event);
+        let apart = match out.last_mut() {
+            Some(last) => last.absorb(next),
+            None => Some(next),
+        };
+        out.extend(apart);
+    }
+    out.into_iter()
+        .map(|reply| match reply {
+            Reply::Model(event) => event,
+            other => unreachable!("{other:?}"),
         })
         .collect()
 }
@@ -270,7 +294,7 @@ fn chat_completions_should_stream_text_and_tool_calls_through_the_host() {
             (info.api_id.as_str(), info.output_limit),
             ("fake-upstream-id", 8000)
         );
-        assert_eq!(events(&replies), expected_tool_turn());
+        assert_eq!(events(&replies), joined(expected_tool_turn()));
         assert!(replies.iter().any(
             |r| matches!(r, Reply::Model(ModelEvent::Usage(u)) if u.input == 12 && u.output == 7)
         ));
@@ -296,7 +320,7 @@ fn chat_completions_should_stream_text_and_tool_calls_through_the_host() {
         )
         .await;
         for replies in &all {
-            assert_eq!(events(replies), expected_tool_turn());
+            assert_eq!(events(replies), joined(expected_tool_turn()));
         }
 
         // An abort on the host closes the provider's stream.
@@ -305,7 +329,7 @@ fn chat_completions_should_stream_text_and_tool_calls_through_the_host() {
         loop {
             match next(&mut body, &mut buffer).await {
                 Some(Reply::Model(ModelEvent::TextDelta(text))) => {
-                    assert_eq!(text, "thinking");
+                    assert!(text.starts_with("thinking"), "{text:?}");
                     break;
                 }
                 Some(Reply::Model(_)) => {}
@@ -333,7 +357,7 @@ fn chat_completions_should_stream_text_and_tool_calls_through_the_host() {
         let pid = rustix::process::Pid::from_raw(stub).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
         let replies = ask(&bridge, Request::Model(request("fake", "fake-upstream-id"))).await;
-        assert_eq!(events(&replies), expected_tool_turn());
+        assert_eq!(events(&replies), joined(expected_tool_turn()));
     });
     integration_tests::host::assert_not_on_host(&sshd, KEY);
 }
@@ -446,7 +470,7 @@ fn anthropic_over_tls_should_stream_through_the_host() {
         let mut expected = expected_tool_turn();
         let end = expected.remove(9);
         expected.insert(7, end);
-        assert_eq!(events(&replies), expected);
+        assert_eq!(events(&replies), joined(expected));
         assert!(
             replies
                 .iter()
@@ -602,20 +626,22 @@ fn a_host_that_reads_slowly_should_hold_the_provider_back() {
             stalled && last < TOKENS,
             "the bridge kept reading: {last} of {TOKENS}"
         );
-        // Reading again, everything arrives, in order.
-        let mut count = 0;
+        // Reading again, everything arrives, in order (joined into fewer pieces).
+        let mut text = String::new();
+        let mut pieces = 0;
         loop {
             match next(&mut body, &mut buffer).await {
-                Some(Reply::Model(ModelEvent::TextDelta(text))) => {
-                    assert_eq!(text, words[count]);
-                    count += 1;
+                Some(Reply::Model(ModelEvent::TextDelta(piece))) => {
+                    text.push_str(&piece);
+                    pieces += 1;
                 }
                 Some(Reply::End) => break,
                 Some(Reply::Model(_)) => {}
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(count, TOKENS);
+        eprintln!("{TOKENS} tokens arrived in {pieces} pieces");
+        assert!(text == words.concat(), "the text arrived changed");
     });
 }
 

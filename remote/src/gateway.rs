@@ -146,6 +146,7 @@ impl Gateway {
         let answer = Answer {
             id,
             replies: rx,
+            held: None,
             gateway: self.clone(),
         };
         if announcer.send(frame).await.is_err() {
@@ -188,19 +189,39 @@ impl Gateway {
 pub struct Answer {
     id: u64,
     replies: mpsc::Receiver<Reply>,
+    /// A reply taken from the queue that did not join the one before it; it comes next.
+    held: Option<Reply>,
     gateway: Gateway,
 }
 
 impl Answer {
     /// The next reply; `None` when the bridge went away without finishing (the caller reports
-    /// that as a lost connection to the laptop).
+    /// that as a lost connection to the laptop). Pieces of one stream that have already
+    /// arrived come joined ([`Reply::absorb`]): a caller that fell behind catches up in one
+    /// step, with the same text in the same order. Cancel-safe: nothing is lost when the
+    /// future is dropped before it is ready.
     pub async fn next(&mut self) -> Option<Reply> {
-        self.replies.recv().await
+        let first = match self.held.take() {
+            Some(reply) => reply,
+            None => self.replies.recv().await?,
+        };
+        Some(self.join_ready(first))
     }
 
-    /// A reply that has already arrived, without waiting.
+    /// A reply that has already arrived, without waiting (joined like [`Answer::next`]).
     pub fn ready(&mut self) -> Option<Reply> {
-        self.replies.try_recv().ok()
+        let first = self.held.take().or_else(|| self.replies.try_recv().ok())?;
+        Some(self.join_ready(first))
+    }
+
+    fn join_ready(&mut self, mut reply: Reply) -> Reply {
+        while let Ok(more) = self.replies.try_recv() {
+            if let Some(apart) = reply.absorb(more) {
+                self.held = Some(apart);
+                break;
+            }
+        }
+        reply
     }
 }
 
@@ -251,6 +272,43 @@ mod tests {
         let replies = gateway.open(id).unwrap();
         replies.send(Reply::End).await.unwrap();
         assert_eq!(answer.next().await, Some(Reply::End));
+    }
+
+    #[tokio::test]
+    async fn replies_that_already_arrived_should_come_joined_and_in_order() {
+        use protocol::gateway::ModelEvent::{ReasoningDelta, TextDelta, TextEnd};
+        let gateway = Gateway::default();
+        let mut announced = gateway.attach();
+        let mut answer = gateway.request(fetch()).await.unwrap();
+        let (_hello, request) = (announced.recv().await, announced.recv().await.unwrap());
+        let Announce::Request { id, .. } = frames(&[request])[0].clone() else {
+            panic!()
+        };
+        let replies = gateway.open(id).unwrap();
+        for reply in [
+            Reply::Model(ReasoningDelta("think".into())),
+            Reply::Model(TextDelta("Hel".into())),
+            Reply::Model(TextDelta("lo".into())),
+            Reply::Model(TextEnd),
+            Reply::Model(TextDelta("again".into())),
+            Reply::End,
+        ] {
+            replies.send(reply).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        while let Some(reply) = answer.ready() {
+            seen.push(reply);
+        }
+        assert_eq!(
+            seen,
+            [
+                Reply::Model(ReasoningDelta("think".into())),
+                Reply::Model(TextDelta("Hello".into())),
+                Reply::Model(TextEnd),
+                Reply::Model(TextDelta("again".into())),
+                Reply::End,
+            ]
+        );
     }
 
     #[tokio::test]

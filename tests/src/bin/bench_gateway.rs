@@ -181,8 +181,13 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Reads a streamed body line by line; `token` says which lines carry a token.
-async fn time_lines(started: Instant, mut body: Incoming, token: impl Fn(&str) -> bool) -> Timing {
+/// Reads a streamed body line by line; `tokens` says how many tokens a line carries (the stub
+/// joins tokens that arrive together into one reply).
+async fn time_lines(
+    started: Instant,
+    mut body: Incoming,
+    tokens: impl Fn(&str) -> usize,
+) -> Timing {
     let mut buffer = Vec::new();
     let mut timing = Timing {
         first: Duration::ZERO,
@@ -196,13 +201,14 @@ async fn time_lines(started: Instant, mut body: Incoming, token: impl Fn(&str) -
         buffer.extend_from_slice(data);
         while let Some(at) = buffer.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=at).collect();
-            if token(&String::from_utf8_lossy(&line)) {
+            let count = tokens(&String::from_utf8_lossy(&line));
+            if count > 0 {
                 let now = started.elapsed();
                 if timing.tokens == 0 {
                     timing.first = now;
                 }
                 timing.last = now;
-                timing.tokens += 1;
+                timing.tokens += count;
             }
         }
     }
@@ -222,7 +228,7 @@ async fn run_direct(client: &mut Client, model: &str) -> Timing {
         )
         .await;
     time_lines(started, response.into_body(), |line| {
-        line.contains("\"content\"")
+        usize::from(line.contains("\"content\""))
     })
     .await
 }
@@ -249,7 +255,12 @@ async fn run_road(client: &mut Client, path: &str, model: &str) -> Option<Timing
     }
     Some(
         time_lines(started, response.into_body(), |line| {
-            line.contains("TextDelta")
+            if line.contains("TextDelta") {
+                // Every long or paced token is `tok{i} `; a short answer's pieces count one each.
+                line.matches("tok").count().max(1)
+            } else {
+                0
+            }
         })
         .await,
     )
