@@ -270,6 +270,16 @@ impl Reply {
             (_, next) => Some(next),
         }
     }
+
+    /// Adds `next` to the run kept in `open`: joined onto it when it can be ([`Reply::absorb`]),
+    /// else it takes the run's place and the finished run comes back, to be sent.
+    pub fn join(open: &mut Option<Reply>, next: Reply) -> Option<Reply> {
+        let apart = match open.as_mut() {
+            None => Some(next),
+            Some(run) => run.absorb(next),
+        };
+        apart.and_then(|apart| open.replace(apart))
+    }
 }
 
 /// A model call's progress, normalised across providers.
@@ -707,6 +717,12 @@ mod tests {
                 arguments: a.into(),
             })
         };
+
+        let mut open = None;
+        assert_eq!(Reply::join(&mut open, text("a")), None);
+        assert_eq!(Reply::join(&mut open, text("b")), None);
+        assert_eq!(Reply::join(&mut open, Reply::End), Some(text("ab")));
+        assert_eq!(open, Some(Reply::End));
 
         let mut held = text("Hel");
         assert_eq!(held.absorb(text("lo")), None);
