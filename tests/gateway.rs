@@ -586,12 +586,17 @@ fn setup_and_fetches_should_come_from_the_laptop() {
 
 #[test]
 fn a_host_that_reads_slowly_should_hold_the_provider_back() {
-    // More than every buffer on the way holds (h2 windows, read-ahead, socket buffers).
-    const TOKENS: usize = 600_000;
+    // Far more than every buffer on the way holds (h2 windows and send buffers both ways, SSH
+    // channel windows, loopback sockets that grow to 32 MiB: some 50 MiB here), in long tokens, as joined text
+    // travels with almost no overhead per token.
+    const TOKENS: usize = 500_000;
+    let padding = "x".repeat(180);
     let sshd = require_sshd!();
     let fake = FakeModel::start();
     fake.set_providers(providers(&fake.url(), &fake.url()));
-    let words: Vec<String> = (0..TOKENS).map(|i| format!("token number {i} ")).collect();
+    let words: Vec<String> = (0..TOKENS)
+        .map(|i| format!("token number {i} {padding} "))
+        .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     fake.script(
         "fake-upstream-id",
@@ -609,7 +614,15 @@ fn a_host_that_reads_slowly_should_hold_the_provider_back() {
             next(&mut body, &mut buffer).await,
             Some(Reply::Model(ModelEvent::Started(_)))
         ));
-        // The host stops reading: the provider must stop being read soon after.
+        // The host stops reading: the provider must stop being read soon after (once it began).
+        let began = Instant::now();
+        while fake.sent() == 0 {
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "the provider never began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut last = fake.sent();
         let mut stalled = false;
         for _ in 0..50 {

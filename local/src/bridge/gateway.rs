@@ -32,8 +32,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Frame;
 use hyper::client::conn::http2::SendRequest;
 use protocol::gateway::{
-    self, Announce, Decoder, Failure, FailureKind, FrameError, GATEWAY_VERSION, REQUESTS_PATH,
-    Reply, Request,
+    self, Announce, Decoder, Failure, FailureKind, FrameError, GATEWAY_VERSION, ModelEvent,
+    REQUESTS_PATH, Reply, Request,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,7 @@ use super::connector::{Body, BoxError};
 use super::opencode::LocalOpenCode;
 use providers::Providers;
 
-/// Encoded replies queued per answer stream before the bridge waits for HTTP/2 to take them.
+/// Replies queued per answer stream before the bridge waits for HTTP/2 to take them.
 const ANSWER_QUEUE: usize = 16;
 /// Most bytes of queued replies joined into one DATA frame.
 const BATCH_BYTES: usize = 64 << 10;
@@ -51,6 +51,11 @@ const BATCH_BYTES: usize = 64 << 10;
 const MIN_FRAME: usize = 256;
 /// How long a smaller frame waits for more replies to join it.
 const SMALL_FRAME_WAIT: Duration = Duration::from_millis(1);
+/// While replies flow (the last frame left less than [`SMALL_FRAME_WAIT`] ago), a frame
+/// gathers this many bytes, or waits [`SMALL_FRAME_WAIT`]: under a flood every frame costs sshd
+/// and the stub a read, a decryption and a write, so fewer, bigger frames carry more tokens on
+/// the same CPU, while a stream that starts, or trickles, still leaves at once.
+const FLOWING_FRAME: usize = 8 << 10;
 /// Pause before opening the announce stream again after it failed.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
@@ -83,8 +88,8 @@ fn failure(kind: FailureKind, message: String) -> Failure {
 fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
-        // Reasoning models may think a long while before the first byte.
-        .read_timeout(Duration::from_secs(600))
+        // No `read_timeout`: it re-arms a timer on every read. Model calls watch for silence
+        // themselves (`call`), fetches have deadlines of their own (`setup`).
         .user_agent(concat!("opencode-remote/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
         match std::fs::read(&path).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
@@ -110,6 +115,12 @@ impl Gateway {
             local,
             http: http_client()?,
         })))
+    }
+
+    /// Performs `request` here on the laptop and hands its replies to `replies`, as they would
+    /// leave for the host: the gateway without the road (the benchmark's baseline).
+    pub async fn perform_here(&self, request: Request, replies: mpsc::Sender<Reply>) {
+        let _gone = perform(&self.0, Ok(request), &Replies { queue: replies }).await;
     }
 
     /// Serves the stub behind `sender` until `stop` (the link ended).
@@ -306,48 +317,113 @@ struct Gone;
 /// Where a request's replies go: the body of its answer stream.
 #[derive(Debug)]
 struct Replies {
-    frames: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Reply>,
 }
 
 impl Replies {
     /// Sends one reply, waiting while the stream is full.
     async fn send(&self, reply: Reply) -> Result<(), Gone> {
-        let frame = gateway::encode(&reply).or_else(|err| {
+        self.queue.send(reply).await.map_err(|_| Gone)
+    }
+
+    /// Sends `replies` in order, joining the pieces of one stream first (a provider's chunk
+    /// often carries several tokens).
+    async fn send_all(&self, replies: impl IntoIterator<Item = Reply>) -> Result<(), Gone> {
+        let mut open = None;
+        for reply in replies {
+            if let Some(done) = Reply::join(&mut open, reply) {
+                self.send(done).await?;
+            }
+        }
+        match open {
+            Some(last) => self.send(last).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Bytes `reply` adds to a frame, roughly: its text or data; other kinds count as a whole
+/// frame, so they are never held back waiting for company.
+fn frame_share(reply: &Reply) -> usize {
+    match reply {
+        Reply::Model(ModelEvent::TextDelta(text) | ModelEvent::ReasoningDelta(text))
+        | Reply::Model(ModelEvent::ToolCallDelta {
+            arguments: text, ..
+        }) => text.len(),
+        Reply::Data(data) => data.len(),
+        _ => MIN_FRAME,
+    }
+}
+
+/// The body of an answer stream: the replies queued by [`Replies`], as HTTP/2 takes them.
+///
+/// Replies already queued are joined ([`Reply::absorb`]: a run of text deltas becomes one)
+/// and travel in one DATA frame, and a small frame waits up to [`SMALL_FRAME_WAIT`] for more
+/// to join it (a bigger one too while replies flow, see [`FLOWING_FRAME`]): HTTP/2 (h2) counts DATA frames under 256 bytes left unread against the whole
+/// connection, so a flood of one-token frames towards a host that stops reading for a while
+/// would close the connection for every session, where frames of 256 bytes and more only fill
+/// the window and hold the provider back.
+struct Queued {
+    replies: mpsc::Receiver<Reply>,
+    /// Replies encoded for the next frame.
+    held: Vec<u8>,
+    /// The last reply, still open to joining.
+    open: Option<Reply>,
+    wait: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// When the last frame left.
+    sent: Option<std::time::Instant>,
+}
+
+impl Queued {
+    fn new(replies: mpsc::Receiver<Reply>) -> Queued {
+        Queued {
+            replies,
+            held: Vec::new(),
+            open: None,
+            wait: None,
+            sent: None,
+        }
+    }
+
+    /// Bytes a frame needs to leave without waiting.
+    fn enough(&self) -> usize {
+        match self.sent {
+            Some(sent) if sent.elapsed() < SMALL_FRAME_WAIT => FLOWING_FRAME,
+            _ => MIN_FRAME,
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.held.len() + self.open.as_ref().map_or(0, frame_share)
+    }
+
+    /// Appends `reply`, encoded, to the frame being built.
+    fn encode(&mut self, reply: &Reply) {
+        let encoded = gateway::encode(reply).or_else(|err| {
             tracing::error!(%err, "cannot encode a gateway reply");
             gateway::encode(&Reply::Error(failure(
                 FailureKind::BadRequest,
                 format!("the answer cannot be sent: {err}"),
             )))
         });
-        let frame = frame.map_err(|_| Gone)?;
-        self.frames.send(Bytes::from(frame)).await.map_err(|_| Gone)
+        match encoded {
+            Ok(bytes) => self.held.extend_from_slice(&bytes),
+            Err(err) => tracing::error!(%err, "cannot encode a gateway failure"),
+        }
     }
-}
 
-/// The body of an answer stream: the frames queued by [`Replies`], as HTTP/2 takes them.
-///
-/// Replies already queued travel in one DATA frame, and a small one waits up to
-/// [`SMALL_FRAME_WAIT`] for more to join it: HTTP/2 (h2) counts DATA frames under 256 bytes
-/// left unread against the whole connection, so a flood of one-token frames towards a host
-/// that stops reading for a while would close the connection for every session, where
-/// frames of 256 bytes and more only fill the window and hold the provider back.
-struct Queued {
-    replies: mpsc::Receiver<Bytes>,
-    held: Vec<u8>,
-    wait: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Queued {
-    fn new(replies: mpsc::Receiver<Bytes>) -> Queued {
-        Queued {
-            replies,
-            held: Vec::new(),
-            wait: None,
+    fn push(&mut self, reply: Reply) {
+        if let Some(done) = Reply::join(&mut self.open, reply) {
+            self.encode(&done);
         }
     }
 
     fn take(&mut self) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.wait = None;
+        self.sent = Some(std::time::Instant::now());
+        if let Some(open) = self.open.take() {
+            self.encode(&open);
+        }
         let data = Bytes::from(std::mem::take(&mut self.held));
         std::task::Poll::Ready(Some(Ok(Frame::data(data))))
     }
@@ -363,19 +439,21 @@ impl hyper::body::Body for Queued {
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
         let this = &mut *self;
-        while this.held.len() < BATCH_BYTES {
+        while this.size() < BATCH_BYTES {
             match this.replies.poll_recv(cx) {
-                Poll::Ready(Some(frame)) => this.held.extend_from_slice(&frame),
+                Poll::Ready(Some(reply)) => this.push(reply),
                 // The answer is complete (or dropped): send what is held, then end.
-                Poll::Ready(None) if this.held.is_empty() => return Poll::Ready(None),
+                Poll::Ready(None) if this.size() == 0 && this.open.is_none() => {
+                    return Poll::Ready(None);
+                }
                 Poll::Ready(None) => return this.take(),
                 Poll::Pending => break,
             }
         }
-        if this.held.len() >= MIN_FRAME {
+        if this.size() >= this.enough() {
             return this.take();
         }
-        if this.held.is_empty() {
+        if this.held.is_empty() && this.open.is_none() {
             return Poll::Pending;
         }
         let wait = this
@@ -396,7 +474,7 @@ async fn answer(
     request: Result<Request, Failure>,
     cancel: CancellationToken,
 ) {
-    let (frames, queued) = mpsc::channel::<Bytes>(ANSWER_QUEUE);
+    let (queue, queued) = mpsc::channel::<Reply>(ANSWER_QUEUE);
     let post = HttpRequest::post(format!("http://stub{REQUESTS_PATH}/{id}"))
         .version(http::Version::HTTP_2)
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -404,7 +482,7 @@ async fn answer(
     let Ok(post) = post else { return };
     // On its own task: hyper's response future does not nest in this one's `select!`.
     let mut posted = tokio::spawn(sender.send_request(post));
-    let replies = Replies { frames };
+    let replies = Replies { queue };
     let started = std::time::Instant::now();
     let ended = tokio::select! {
         () = cancel.cancelled() => Some("cancelled by the stub"),

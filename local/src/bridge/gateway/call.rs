@@ -16,6 +16,10 @@ use super::{Gone, Replies, Shared, anthropic, chat, failure, responses, sse};
 const MAX_RETRIES: u32 = 8;
 /// Bytes of an error response kept.
 const MAX_ERROR_BODY: usize = 16 << 10;
+/// How long a provider may stay silent (before its answer starts, or within its stream)
+/// before the call fails: reasoning models may think a long while before the first byte.
+/// A stream's silence is checked once per period, so it is noticed after one to two periods.
+const SILENCE_LIMIT: Duration = Duration::from_secs(600);
 
 /// A provider's stream, read event by event.
 pub(super) trait Dialect: Send {
@@ -218,9 +222,10 @@ async fn attempt(
             ));
         }
     };
-    let response = match builder.body(body).send().await {
-        Ok(response) => response,
-        Err(err) => return Ok(failed(network(&err, &url), None)),
+    let response = match tokio::time::timeout(SILENCE_LIMIT, builder.body(body).send()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => return Ok(failed(network(&err, &url), None)),
+        Err(_) => return Ok(failed(silent(&url), None)),
     };
     if !response.status().is_success() {
         let (failure, retry_after) = rejected(response, &url).await;
@@ -240,8 +245,30 @@ async fn relay(
     let mut events = Vec::new();
     let mut out = Vec::new();
     let mut emitted = false;
+    // One timer for the whole stream, looked at once per period, rather than one per read:
+    // a fast stream is a read per token, and re-arming a timer each time was a fifth of the
+    // bridge's work.
+    let watch = tokio::time::sleep(SILENCE_LIMIT / 2);
+    tokio::pin!(watch);
+    let mut heard = false;
     loop {
-        let chunk = match response.chunk().await {
+        let chunk = tokio::select! {
+            biased;
+            chunk = response.chunk() => chunk,
+            () = &mut watch => {
+                if !std::mem::take(&mut heard) {
+                    return Ok(Attempt::Failed {
+                        failure: silent(url),
+                        retry_after: None,
+                        emitted,
+                    });
+                }
+                watch.as_mut().reset(tokio::time::Instant::now() + SILENCE_LIMIT / 2);
+                continue;
+            }
+        };
+        heard = true;
+        let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(err) => {
                 let mut failure = network(&err, url);
@@ -271,9 +298,9 @@ async fn relay(
             None => dialect.end(&mut out),
             Some(_) => Ok(()),
         });
-        for event in out.drain(..) {
+        if !out.is_empty() {
             emitted = true;
-            replies.send(Reply::Model(event)).await?;
+            replies.send_all(out.drain(..).map(Reply::Model)).await?;
         }
         match step {
             Err(StreamError::Malformed(message)) => {
@@ -340,6 +367,20 @@ fn headers(model: &Resolved, request: &ModelRequest) -> Result<HeaderMap, String
         headers.insert(name, value);
     }
     Ok(headers)
+}
+
+/// The provider said nothing for [`SILENCE_LIMIT`].
+fn silent(url: &str) -> Failure {
+    let mut failure = failure(
+        FailureKind::Network,
+        format!(
+            "the provider sent nothing for {} s; giving up on this attempt",
+            SILENCE_LIMIT.as_secs()
+        ),
+    );
+    failure.retryable = true;
+    failure.url = Some(printable(url));
+    failure
 }
 
 fn network(err: &reqwest::Error, url: &str) -> Failure {
