@@ -1,6 +1,6 @@
 //! The gateway's routes ([`protocol::gateway`]): the announce stream the bridge reads, the
 //! answer streams it writes, and a diagnostic route that makes one request and streams its
-//! replies as JSON lines (for `doctor`, the benchmark and the tests).
+//! replies as JSON lines, or times it on the host (for `doctor`, the benchmark and the tests).
 
 use std::collections::VecDeque;
 
@@ -105,15 +105,21 @@ const MIN_FRAME: usize = 256;
 const SMALL_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// `POST …/diag/gateway {Request as JSON}`: makes the request and streams its replies as JSON
-/// lines; closing the response cancels it.
+/// lines; closing the response cancels it. With `?timing=true` the replies are read here on
+/// the host, as the agent loop reads them, and one [`Timing`] is the answer.
 pub async fn diag(mut req: Req) -> Result<Response<Body>, ApiError> {
+    let timing = req.query.flag("timing", false)?;
     let request: Request = req.json().await?;
+    let started = std::time::Instant::now();
     let mut answer = req
         .app
         .gateway()
         .request(request)
         .await
         .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    if timing {
+        return Ok(json_response(StatusCode::OK, &timed(answer, started).await));
+    }
     let (tx, response) = streaming(16, "application/x-ndjson");
     req.app.spawn(async move {
         loop {
@@ -149,6 +155,45 @@ pub async fn diag(mut req: Req) -> Result<Response<Body>, ApiError> {
         }
     });
     Ok(response)
+}
+
+/// A request's answer as read on the host.
+#[derive(Debug, Default, serde::Serialize)]
+struct Timing {
+    /// Replies read (joined ones count once).
+    replies: usize,
+    /// All text deltas, joined.
+    text: String,
+    /// Milliseconds from the request to the first and the last text.
+    first_text_ms: Option<f64>,
+    last_text_ms: Option<f64>,
+    /// How the answer ended: `"End"`, or the failure's message.
+    ended: String,
+}
+
+async fn timed(mut answer: crate::gateway::Answer, started: std::time::Instant) -> Timing {
+    let mut timing = Timing::default();
+    while let Some(reply) = answer.next().await {
+        timing.replies += 1;
+        match reply {
+            Reply::Model(protocol::gateway::ModelEvent::TextDelta(text)) => {
+                let at = started.elapsed().as_secs_f64() * 1e3;
+                timing.first_text_ms.get_or_insert(at);
+                timing.last_text_ms = Some(at);
+                timing.text.push_str(&text);
+            }
+            Reply::End => {
+                timing.ended = "End".into();
+                break;
+            }
+            Reply::Error(failure) => {
+                timing.ended = failure.message;
+                break;
+            }
+            _ => {}
+        }
+    }
+    timing
 }
 
 #[cfg(test)]
