@@ -143,8 +143,8 @@ fn main() -> ExitCode {
         }
         let p50 = first.map(|v| ms(percentile(v, 0.5)));
         let p90 = first.map(|v| ms(percentile(v, 0.9)));
-        let flat = flat.map(median);
-        let paced = paced.map(median);
+        let flat = flat.map(|v| median(v));
+        let paced = paced.map(|v| median(v));
         println!(
             "model gateway: {runs} short answers, 5 of {tokens} tokens flat out, 3 of {PACED_TOKENS} paced"
         );
@@ -247,12 +247,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn percentile(values: &mut Vec<Duration>, q: f64) -> Duration {
+fn percentile(values: &mut [Duration], q: f64) -> Duration {
     values.sort();
     values[((values.len() - 1) as f64 * q).round() as usize]
 }
 
-fn median(values: &mut Vec<f64>) -> f64 {
+fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
