@@ -293,7 +293,12 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
             format!("made-on-host\n{remote_dir}\n").as_str(),
             "{part}"
         );
-        assert_eq!(part["state"]["title"], "Make a file", "{part}");
+        // The title is the command (a description the model adds stays in the input).
+        assert_eq!(
+            part["state"]["title"],
+            "echo made-on-host > made.txt && cat made.txt && pwd",
+            "{part}"
+        );
         assert_eq!(
             std::fs::read_to_string(remote_project.join("made.txt")).unwrap(),
             "made-on-host\n"

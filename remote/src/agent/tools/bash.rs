@@ -25,7 +25,6 @@ pub async fn run(ctx: &Ctx) -> Done {
 
 async fn run_inner(ctx: &Ctx) -> Result<Done, Done> {
     let command = text_arg(&ctx.input, "command")?.to_owned();
-    let description = opt_text(&ctx.input, "description")?.map(str::to_owned);
     let cwd = match opt_text(&ctx.input, "workdir")? {
         Some(dir) if !dir.is_empty() => ctx.resolve(dir),
         _ => ctx.directory().to_path_buf(),
@@ -68,14 +67,10 @@ async fn run_inner(ctx: &Ctx) -> Result<Done, Done> {
             cwd.display()
         )));
     }
-    let title = description.clone().unwrap_or_else(|| command.clone());
-    let shown = |output: &str| {
-        let mut metadata = json!({"output": preview(output)});
-        if let Some(description) = &description {
-            metadata["description"] = description.clone().into();
-        }
-        object(metadata)
-    };
+    // The title is the command, as OpenCode 1.18.33 shows it (a `description` a model adds
+    // stays in the input only).
+    let title = command.clone();
+    let shown = |output: &str| object(json!({"output": preview(output)}));
     ctx.progress(Some(title.clone()), shown(""));
     let run = exec::run(
         &agent.procs,
