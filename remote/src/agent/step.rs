@@ -106,7 +106,8 @@ struct Stream<'a> {
     calling: HashMap<String, Calling>,
     tasks: JoinSet<(String, Part, Done)>,
     parts: Vec<Part>,
-    usage: Usage,
+    /// The provider's usage report, if it sent one.
+    usage: Option<Usage>,
     finish: Option<FinishReason>,
     info: Option<ModelInfo>,
 }
@@ -150,7 +151,7 @@ impl Agent {
             calling: HashMap::new(),
             tasks: JoinSet::new(),
             parts: Vec::new(),
-            usage: Usage::default(),
+            usage: None,
             finish: None,
             info: None,
         };
@@ -342,7 +343,7 @@ impl Stream<'_> {
                 }
             }
             ModelEvent::ToolCallEnd { id } => self.run_tool(&id),
-            ModelEvent::Usage(usage) => self.usage = usage,
+            ModelEvent::Usage(usage) => self.usage = Some(usage),
             ModelEvent::Finish(reason) => self.finish = Some(reason),
         }
         Ok(())
@@ -411,11 +412,16 @@ impl Stream<'_> {
 
     /// `step-finish`, the message's finish, tokens and cost, then its completion.
     fn finish(mut self, rejected: bool) -> Result<Step, ApiError> {
-        let tokens = tokens(&self.usage);
+        let usage = self.usage.unwrap_or_default();
+        let mut tokens = tokens(&usage);
+        if self.usage.is_none() {
+            // The provider reported no usage: OpenCode then has no total either.
+            tokens.total = None;
+        }
         let cost = self
             .info
             .as_ref()
-            .map_or(0.0, |info| cost(&self.usage, &info.cost));
+            .map_or(0.0, |info| cost(&usage, &info.cost));
         let called = !self.calls.is_empty();
         let reason = match self.finish {
             Some(FinishReason::Stop) if called => "tool-calls",

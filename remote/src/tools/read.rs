@@ -311,7 +311,10 @@ pub fn listing(path: &str, entries: &[String], window: Window) -> Directory {
 ///
 /// [`ReadError::Binary`], [`ReadError::OffsetOutOfRange`] or [`ReadError::Io`].
 pub fn file(path: &Path, window: Window) -> Result<File, ReadError> {
-    let mut handle = fs::File::open(path).map_err(io_error(path))?;
+    let mut handle = fs::File::open(path).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound => not_found(path),
+        _ => io_error(path)(err),
+    })?;
     let mut sample = Vec::with_capacity(SAMPLE_BYTES);
     (&mut handle)
         .take(SAMPLE_BYTES as u64)

@@ -27,8 +27,42 @@ pub async fn write(ctx: &Ctx) -> Done {
         .filter(|todo| todo.get("status").and_then(Value::as_str) != Some("completed"))
         .count();
     Done::Completed {
-        output: serde_json::to_string_pretty(todos).unwrap_or_default(),
+        output: listed(todos),
         title: format!("{open} todos"),
         metadata: object(json!({"todos": todos, "truncated": false})),
+    }
+}
+
+/// The list as OpenCode hands it back to the model: pretty JSON, each todo's fields in the
+/// schema's order (content, status, priority).
+fn listed(todos: &[Value]) -> String {
+    #[derive(serde::Serialize)]
+    struct Todo<'a> {
+        content: &'a Value,
+        status: &'a Value,
+        priority: &'a Value,
+    }
+    let todos: Vec<Todo<'_>> = todos
+        .iter()
+        .map(|todo| Todo {
+            content: &todo["content"],
+            status: &todo["status"],
+            priority: &todo["priority"],
+        })
+        .collect();
+    serde_json::to_string_pretty(&todos).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_should_keep_the_schema_order() {
+        let todos = [json!({"priority": "high", "status": "pending", "content": "ship it"})];
+        assert_eq!(
+            listed(&todos),
+            "[\n  {\n    \"content\": \"ship it\",\n    \"status\": \"pending\",\n    \"priority\": \"high\"\n  }\n]"
+        );
     }
 }
