@@ -3,6 +3,7 @@
 //! checks the workspace's permissions, runs the execution half in [`crate::tools`] and says
 //! what the tool part records.
 
+pub mod arguments;
 pub mod bash;
 pub mod files;
 pub mod patch;
@@ -393,6 +394,13 @@ fn spec(name: &str) -> Tool {
 
 /// Runs one call, once the agent's rules let it.
 pub async fn run(ctx: &Ctx) -> Done {
+    if NAMES.contains(&ctx.tool.as_str()) {
+        let schema: Value = serde_json::from_str(&spec(&ctx.tool).parameters).unwrap_or_default();
+        let input = Value::Object(ctx.input.clone());
+        if let Err(error) = arguments::check(&ctx.tool, &schema, &input) {
+            return Done::error(error);
+        }
+    }
     if let Err(done) = permit::check(ctx).await {
         return done;
     }
