@@ -25,6 +25,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
 command -v cksum >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# OpenCode itself as the remote (the agent reference, tests/src/reference.rs) searches with rg.
+command -v rg >/dev/null 2>&1 || need_apt+=(ripgrep)
 # The ProxyJump tests put hosts in network namespaces.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The host key prompt test runs setup on a pseudo-terminal with `script`.

@@ -9,5 +9,6 @@ pub mod http;
 pub mod llm;
 pub mod netns;
 pub mod opencode;
+pub mod reference;
 pub mod schema;
 pub mod sshd;

@@ -1,8 +1,9 @@
 //! A scripted model behind an OpenAI-compatible `POST /v1/chat/completions`, so tests can drive
 //! OpenCode's real agent loop (and with it the plugin's tools) without a language model.
 //!
-//! The script lives in the user's message: a text `CALL <tool> <json arguments>` makes the
-//! model call that tool (when OpenCode offered it); after a tool result it answers `done`, and
+//! The script lives in the user's message: a line `CALL <tool> <json arguments>` makes the
+//! model call that tool (when OpenCode offered it); after its result the next `CALL` line is
+//! called, one per step, and after the last result it answers `done`, and
 //! a title request gets [`TITLE`], and anything else gets a short text answer. Every request body
 //! is kept for assertions.
 
@@ -134,18 +135,33 @@ fn script(body: &Value) -> Reply {
     let Some(last) = messages.last() else {
         return Reply::Text("nothing to answer".into());
     };
-    if last["role"] == "tool" {
-        return Reply::Text("done".into());
-    }
     let text = text_of(last);
-    if body["tools"].is_null() && text.starts_with("Generate a title for this conversation") {
+    if last["role"] != "tool"
+        && body["tools"].is_null()
+        && text.starts_with("Generate a title for this conversation")
+    {
         return Reply::Text(TITLE.into());
     }
-    let Some(call) = text
+    // The user's message holds the script: its n-th `CALL` line is the call after n results.
+    let asked = messages.iter().rposition(|m| m["role"] == "user");
+    let script = asked.map(|at| text_of(&messages[at])).unwrap_or_default();
+    let results = asked.map_or(0, |at| {
+        messages[at..]
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .count()
+    });
+    let call = script
         .lines()
-        .find_map(|line| line.trim().strip_prefix("CALL "))
-    else {
-        return Reply::Text("scripted answer".into());
+        .filter_map(|line| line.trim().strip_prefix("CALL "))
+        .nth(results);
+    let Some(call) = call else {
+        let answer = if results > 0 {
+            "done"
+        } else {
+            "scripted answer"
+        };
+        return Reply::Text(answer.into());
     };
     let (tool, arguments) = call.split_once(' ').unwrap_or((call, "{}"));
     let offered = body["tools"]

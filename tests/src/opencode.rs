@@ -199,7 +199,8 @@ impl OpenCode {
     }
 
     /// Like [`OpenCode::start`], with the plugin registered as `registration` and the keys of
-    /// `extra` (e.g. `provider`, `model`) added to OpenCode's config.
+    /// `extra` (e.g. `provider`, `model`) added to OpenCode's config (`plugin` entries are
+    /// added after ours).
     pub fn start_with(
         sshd: &Sshd,
         mut options: Value,
@@ -240,7 +241,14 @@ impl OpenCode {
             "share": "disabled",
         });
         for (key, value) in extra.as_object().into_iter().flatten() {
-            config[key] = value.clone();
+            match (key.as_str(), value) {
+                // More plugins join ours.
+                ("plugin", Value::Array(more)) => config["plugin"]
+                    .as_array_mut()
+                    .unwrap()
+                    .extend(more.iter().cloned()),
+                _ => config[key] = value.clone(),
+            }
         }
         std::fs::write(
             opencode_config.join("opencode.json"),
