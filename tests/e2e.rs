@@ -2,6 +2,7 @@
 mod agent;
 mod arm64;
 mod config_cli;
+mod differential;
 mod foundation;
 mod gateway;
 mod h2_abuse;
