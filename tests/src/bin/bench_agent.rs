@@ -1,0 +1,403 @@
+//! Agent-turn benchmark: one turn with 20 tool calls (read, glob, grep and bash, five each) on
+//! a host, through our stub against OpenCode 1.18.33 itself as the remote (`opencode serve` on
+//! the host through `ssh -N -L`, the setup OpenCode's own remote mode uses), in the same run,
+//! with the same scripted model on 127.0.0.1 and the same laptop-side OpenCode driving both.
+//!
+//! Printed, not asserted: wall time per turn (median over the turns, a fresh session each, as
+//! the user's prompt to the answer), and the resident memory of the host-side process tree (the
+//! stub; the reference's server) idle before a turn and at its peak during one.
+//! Targets: wall time ≤ 0.5× the reference; stub peak RSS ≤ 32 MiB.
+//!
+//! Usage: `opencode-remote-bench-agent [TURNS]` (default 5). Needs sshd and OpenCode
+//! (`scripts/install-deps.sh`).
+#![allow(clippy::print_stdout)] // a benchmark prints its table
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use integration_tests::http::Client;
+use integration_tests::llm::ScriptedModel;
+use integration_tests::opencode::{self, OpenCode, Registration, git};
+use integration_tests::reference::{self, Reference};
+use integration_tests::sshd::Sshd;
+use serde_json::{Value, json};
+
+/// Tool calls in one turn.
+const CALLS: usize = 20;
+/// Files in each project, for the tools to work on.
+const FILES: usize = 5;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// One side of the comparison.
+struct Side {
+    name: &'static str,
+    workspace: String,
+    /// The project directory on the host.
+    project: PathBuf,
+    /// Wall time per turn.
+    times: Vec<Duration>,
+    idle: Vec<u64>,
+    peak: Vec<u64>,
+    /// The peak of the main process alone (the stub; `opencode serve`), without children.
+    own: Vec<u64>,
+}
+
+fn main() -> ExitCode {
+    let turns: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("error: no sshd on this machine");
+        return ExitCode::FAILURE;
+    };
+    let Some(binary) = opencode::binary() else {
+        eprintln!("error: OpenCode {} is not installed", opencode::VERSION);
+        return ExitCode::FAILURE;
+    };
+    let model = ScriptedModel::start();
+    let mut config = model.opencode_config();
+    let reference = Reference::prepare(&sshd, &binary, &config);
+    config["plugin"] = json!([reference.plugin_entry()]);
+    let ours = sshd.remote_home().join("ours/project");
+    let options = json!({
+        "providers": { "default": { "strategy": "first_available", "hosts": [{
+            "name": "bench-host",
+            "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" },
+            "directory": ours,
+        }]}},
+        "defaults": { "leaseMode": "shared" }
+    });
+    let Some(opencode) = OpenCode::start_with(&sshd, options, Registration::Path, config) else {
+        return ExitCode::FAILURE;
+    };
+    // Both host projects are clones of the laptop's (OpenCode's project id is its root commit).
+    reference.checkout(&opencode.project);
+    std::fs::create_dir_all(ours.parent().unwrap()).unwrap();
+    git(
+        &opencode.project,
+        &["clone", "-q", ".", &ours.to_string_lossy()],
+    );
+    for project in [&ours, &reference.project] {
+        fill(project);
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let mut sides = Vec::new();
+        for (name, kind, extra, project) in [
+            (
+                "ours",
+                "ssh-provider",
+                json!({ "host": "bench-host" }),
+                &ours,
+            ),
+            ("reference", reference::TYPE, json!({}), &reference.project),
+        ] {
+            let workspace = create_workspace(&opencode, &mut client, kind, extra).await?;
+            sides.push(Side {
+                name,
+                workspace,
+                project: project.canonicalize().unwrap(),
+                times: Vec::new(),
+                idle: Vec::new(),
+                peak: Vec::new(),
+                own: Vec::new(),
+            });
+        }
+        let server = reference.wait_server(Duration::from_secs(60));
+        // One turn each to warm up (first requests, caches), then alternate.
+        for turn in 0..=turns {
+            for side in &mut sides {
+                let host = match side.name {
+                    "ours" => stub_pids(&sshd),
+                    _ => vec![server],
+                };
+                let idle = host.iter().filter_map(|&p| reference::tree_rss(p)).sum();
+                let peak = Sampler::start(host);
+                let took = run_turn(&opencode, &mut client, side).await?;
+                let (peak, own) = peak.stop();
+                if turn > 0 {
+                    side.times.push(took);
+                    side.idle.push(idle);
+                    side.peak.push(peak);
+                    side.own.push(own);
+                }
+            }
+        }
+        Ok::<_, String>(sides)
+    });
+    let sides = match result {
+        Ok(sides) => sides,
+        Err(err) => {
+            eprintln!(
+                "error: {err}\n--- opencode log ---\n{}\n--- reference log ---\n{}",
+                opencode.log(),
+                reference.log()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    report(&sides, turns);
+    ExitCode::SUCCESS
+}
+
+/// Files for the tools: `src/file<i>.txt`, 200 numbered lines each.
+fn fill(project: &Path) {
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    for i in 0..FILES {
+        let text: String = (0..200)
+            .map(|line| format!("file {i} line {line}: some text to read and search\n"))
+            .collect();
+        std::fs::write(project.join(format!("src/file{i}.txt")), text).unwrap();
+    }
+}
+
+/// The prompt: `CALLS` scripted tool calls on `project`.
+fn script(project: &Path) -> String {
+    let mut lines = vec!["Look through the sources.".to_owned()];
+    for i in 0..CALLS / 4 {
+        let file = project.join(format!("src/file{}.txt", i % FILES));
+        let calls = [
+            ("read", json!({ "filePath": file })),
+            ("glob", json!({ "pattern": "src/*.txt" })),
+            (
+                "grep",
+                json!({ "pattern": format!("line {i}0:"), "include": "*.txt" }),
+            ),
+            (
+                "bash",
+                json!({ "command": format!("wc -l src/file{}.txt", i % FILES), "description": "Count lines" }),
+            ),
+        ];
+        for (tool, arguments) in calls {
+            lines.push(format!("CALL {tool} {arguments}"));
+        }
+    }
+    lines.join("\n")
+}
+
+async fn create_workspace(
+    opencode: &OpenCode,
+    client: &mut Client,
+    kind: &str,
+    extra: Value,
+) -> Result<String, String> {
+    let (status, workspace) = client
+        .json(
+            "POST",
+            &format!("/experimental/workspace{}", opencode.query("")),
+            &json!({ "type": kind, "branch": null, "extra": extra }),
+        )
+        .await;
+    if status != 200 {
+        return Err(format!("creating a {kind} workspace: {status} {workspace}"));
+    }
+    let id = workspace["id"].as_str().unwrap().to_owned();
+    opencode
+        .wait_status(client, &id, "connected", Duration::from_secs(60))
+        .await;
+    Ok(id)
+}
+
+/// One turn in a fresh session of `side`'s workspace: the time from the prompt to its answer.
+/// Checks that every tool call completed (in OpenCode's own replica).
+async fn run_turn(
+    opencode: &OpenCode,
+    client: &mut Client,
+    side: &Side,
+) -> Result<Duration, String> {
+    let query = opencode.query(&format!("workspace={}", side.workspace));
+    let (status, session) = client
+        .json("POST", &format!("/session{query}"), &json!({}))
+        .await;
+    if status != 200 {
+        return Err(format!("{}: new session: {status} {session}", side.name));
+    }
+    let session = session["id"].as_str().unwrap().to_owned();
+    let body = json!({
+        "parts": [{ "type": "text", "text": script(&side.project) }],
+        "model": { "providerID": "scripted", "modelID": "m" },
+        "agent": "build",
+    });
+    let started = Instant::now();
+    let (status, answer) = client
+        .json(
+            "POST",
+            &format!("/session/{session}/message{}", opencode.query("")),
+            &body,
+        )
+        .await;
+    let took = started.elapsed();
+    if status != 200 {
+        return Err(format!("{}: prompt: {status} {answer}", side.name));
+    }
+    // The replica catches up right after the answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, messages) = client
+            .json(
+                "GET",
+                &format!("/session/{session}/message{}", opencode.query("")),
+                &Value::Null,
+            )
+            .await;
+        let tools: Vec<&Value> = messages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["parts"].as_array().into_iter().flatten())
+            .filter(|p| p["type"] == "tool")
+            .collect();
+        let done = tools
+            .iter()
+            .filter(|p| p["state"]["status"] == "completed")
+            .count();
+        if done == CALLS {
+            return Ok(took);
+        }
+        if Instant::now() > deadline {
+            let states: Vec<String> = tools
+                .iter()
+                .map(|p| format!("{} {}", p["tool"], p["state"]["status"]))
+                .collect();
+            return Err(format!(
+                "{}: {done} of {CALLS} tool calls completed: {states:?}\n{}",
+                side.name,
+                serde_json::to_string_pretty(&messages).unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stub processes under the test sshd (one per connection).
+fn stub_pids(sshd: &Sshd) -> Vec<u32> {
+    let Some(sshd) = sshd.pid() else {
+        return Vec::new();
+    };
+    reference::descendants(sshd)
+        .into_iter()
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+                program.ends_with(b"opencode-remote-stub")
+            })
+        })
+        .collect()
+}
+
+/// Samples the resident memory of process trees (and of their roots alone) every 10 ms on a
+/// thread of its own.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    own: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(pids: Vec<u32>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let own = Arc::new(AtomicU64::new(0));
+        let thread = std::thread::spawn({
+            let (stop, peak, own) = (stop.clone(), peak.clone(), own.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let tree = pids.iter().filter_map(|&p| reference::tree_rss(p)).sum();
+                    peak.fetch_max(tree, Ordering::Relaxed);
+                    let roots = pids.iter().filter_map(|&p| reference::rss(p)).sum();
+                    own.fetch_max(roots, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        Sampler {
+            stop,
+            peak,
+            own,
+            thread,
+        }
+    }
+
+    /// The peaks: whole trees, roots alone.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        (
+            self.peak.load(Ordering::Relaxed),
+            self.own.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn median<T: Copy + Ord>(values: &[T]) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+fn report(sides: &[Side], turns: usize) {
+    let [ours, reference] = sides else {
+        unreachable!("two sides")
+    };
+    println!(
+        "agent turn with {CALLS} tool calls (read, glob, grep, bash; {} each), {turns} turns each after a warm-up, medians",
+        CALLS / 4
+    );
+    println!("{:<34}{:>12}{:>12}", "", "ours", "reference");
+    let ms = |side: &Side| median(&side.times).as_secs_f64() * 1e3;
+    println!(
+        "{:<34}{:>12.0}{:>12.0}",
+        "wall time per turn (ms)",
+        ms(ours),
+        ms(reference)
+    );
+    let mib = |values: &[u64]| median(values) as f64 / MIB;
+    println!(
+        "{:<34}{:>12.1}{:>12.1}",
+        "host RSS idle before a turn (MiB)",
+        mib(&ours.idle),
+        mib(&reference.idle)
+    );
+    let highest = |side: &Side| side.peak.iter().copied().max().unwrap_or(0) as f64 / MIB;
+    println!(
+        "{:<34}{:>12.1}{:>12.1}",
+        "host RSS peak during turns (MiB)",
+        highest(ours),
+        highest(reference)
+    );
+    let own = |side: &Side| side.own.iter().copied().max().unwrap_or(0) as f64 / MIB;
+    println!(
+        "{:<34}{:>12.1}{:>12.1}",
+        "  of which the main process (MiB)",
+        own(ours),
+        own(reference)
+    );
+    println!(
+        "ours: the stub (and the commands it runs); reference: `opencode serve` on the host (and \
+         its children), reached through ssh -N -L"
+    );
+    let ratio = ms(ours) / ms(reference);
+    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
+    println!(
+        "wall time: {ratio:.2}× the reference (target ≤ 0.5×: {})",
+        verdict(ratio <= 0.5)
+    );
+    println!(
+        "stub peak RSS: {:.1} MiB, {:.2}× the reference (target ≤ 32 MiB: {})",
+        highest(ours),
+        highest(ours) / highest(reference),
+        verdict(highest(ours) <= 32.0)
+    );
+}
