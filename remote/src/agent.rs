@@ -17,6 +17,7 @@ pub mod questions;
 pub mod request;
 pub mod rules;
 pub mod shell;
+pub mod snapshot;
 pub mod step;
 pub mod system;
 pub mod title;
@@ -73,6 +74,10 @@ pub struct Agent {
     questions: std::sync::Arc<questions::Questions>,
     /// The laptop's setup, as last asked, and when.
     setup: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Setup)>>>,
+    /// The workspace's file-name safe key (where its snapshots live).
+    workspace_key: String,
+    /// Snapshots of the work tree are taken one at a time.
+    snapshot_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long the laptop's setup (agents, commands, permission rules) is reused: a turn, its
@@ -106,7 +111,19 @@ impl Agent {
             approved,
             questions: std::sync::Arc::default(),
             setup: std::sync::Arc::default(),
+            workspace_key: crate::session::store::workspace_key(&workspace_id),
+            snapshot_lock: std::sync::Arc::default(),
         }
+    }
+
+    /// Snapshots of `worktree` (the git work tree the workspace is in; none outside one).
+    fn snapshots(&self, worktree: Option<&std::path::Path>) -> Option<snapshot::Snapshots> {
+        Some(snapshot::Snapshots::new(
+            snapshot::git_dir(&self.state_dir, &self.workspace_key),
+            worktree?.to_path_buf(),
+            self.procs.clone(),
+            self.snapshot_lock.clone(),
+        ))
     }
 
     /// The user's OpenCode setup, asked from the laptop (reused for [`SETUP_TTL`]); `None`

@@ -17,7 +17,8 @@ use crate::error::ApiError;
 use crate::opencode::event::BusEvent;
 use crate::opencode::message::{ApiErrorData, AssistantMessage, Message, MessageError, ModelRef};
 use crate::opencode::part::{
-    Part, PartKind, ReasoningPart, Span, StepFinishPart, StepStartPart, TextPart, ToolState,
+    Part, PartKind, PatchPart, ReasoningPart, Span, StepFinishPart, StepStartPart, TextPart,
+    ToolState,
 };
 use crate::opencode::session::Status;
 use crate::opencode::{CacheTokens, Cost, Object, Tokens};
@@ -25,6 +26,7 @@ use crate::session::ids::{self, Order};
 use crate::session::record::Recorder;
 
 use super::Agent;
+use super::snapshot::Snapshots;
 use super::tools::{self, Done};
 
 mod calls;
@@ -55,6 +57,8 @@ pub struct Step {
     pub parts: Vec<Part>,
     /// Seq of the message's last update.
     pub last_seq: u64,
+    /// The work tree's snapshots as the step began and ended (git work trees only).
+    pub snapshots: (Option<String>, Option<String>),
 }
 
 /// What a step is asked to do.
@@ -70,6 +74,8 @@ pub struct Call<'a> {
     pub request: ModelRequest,
     /// The agent's permission rules.
     pub rules: std::sync::Arc<super::rules::Rules>,
+    /// Snapshots of the work tree, when it is a git one.
+    pub snapshots: Option<&'a Snapshots>,
 }
 
 /// A text or reasoning part being streamed.
@@ -110,6 +116,8 @@ struct Stream<'a> {
     usage: Option<Usage>,
     finish: Option<FinishReason>,
     info: Option<ModelInfo>,
+    /// The work tree's snapshot as the step began.
+    before: Option<String>,
 }
 
 impl Agent {
@@ -138,6 +146,10 @@ impl Agent {
             )
         };
         recorder.message(Message::Assistant(message.clone()))?;
+        let before = match call.snapshots {
+            Some(snapshots) => snapshots.track().await,
+            None => None,
+        };
         let mut stream = Stream {
             agent: self,
             rules: call.rules.clone(),
@@ -154,6 +166,7 @@ impl Agent {
             usage: None,
             finish: None,
             info: None,
+            before,
         };
         let failure = match self.gateway.request(Request::Model(call.request)).await {
             Err(err) => Some(MessageError::UnknownError {
@@ -207,7 +220,17 @@ impl Agent {
         if let Some(error) = failure {
             return stream.end(End::Failed(error.clone()), error);
         }
-        stream.finish(rejected)
+        let (after, changed) = match (call.snapshots, &stream.before) {
+            (Some(snapshots), Some(before)) => match snapshots.track().await {
+                Some(after) => {
+                    let changed = snapshots.changed(before, &after).await;
+                    (Some(after), changed)
+                }
+                None => (None, Vec::new()),
+            },
+            _ => (None, Vec::new()),
+        };
+        stream.finish(rejected, after, changed)
     }
 }
 
@@ -234,7 +257,9 @@ impl Stream<'_> {
     fn start(&mut self) {
         if !self.started {
             self.started = true;
-            let part = self.new_part(PartKind::StepStart(StepStartPart::default()));
+            let part = self.new_part(PartKind::StepStart(StepStartPart {
+                snapshot: self.before.clone(),
+            }));
             self.put(part);
         }
     }
@@ -407,11 +432,18 @@ impl Stream<'_> {
             message: self.message,
             parts: self.parts,
             last_seq: row.seq,
+            snapshots: (self.before, None),
         })
     }
 
-    /// `step-finish`, the message's finish, tokens and cost, then its completion.
-    fn finish(mut self, rejected: bool) -> Result<Step, ApiError> {
+    /// `step-finish` (with the snapshot `after` the step), the message's finish, tokens and
+    /// cost, a `patch` part naming the files `changed`, then its completion.
+    fn finish(
+        mut self,
+        rejected: bool,
+        after: Option<String>,
+        changed: Vec<String>,
+    ) -> Result<Step, ApiError> {
         let usage = self.usage.unwrap_or_default();
         let mut tokens = tokens(&usage);
         if self.usage.is_none() {
@@ -435,7 +467,7 @@ impl Stream<'_> {
         self.start();
         let part = self.new_part(PartKind::StepFinish(StepFinishPart {
             reason: reason.to_owned(),
-            snapshot: None,
+            snapshot: after.clone(),
             cost: Cost(cost),
             tokens: tokens.clone(),
         }));
@@ -445,6 +477,13 @@ impl Stream<'_> {
         self.message.cost = Cost(cost);
         self.recorder
             .message(Message::Assistant(self.message.clone()))?;
+        if let Some(before) = self.before.clone().filter(|_| !changed.is_empty()) {
+            let part = self.new_part(PartKind::Patch(PatchPart {
+                hash: before,
+                files: changed,
+            }));
+            self.put(part);
+        }
         self.message.time.completed = Some(ids::now_ms());
         let row = self
             .recorder
@@ -461,6 +500,7 @@ impl Stream<'_> {
             message: self.message,
             parts: self.parts,
             last_seq: row.seq,
+            snapshots: (self.before, after),
         })
     }
 }

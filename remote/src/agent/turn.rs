@@ -10,14 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::opencode::event::BusEvent;
-use crate::opencode::message::{AssistantMessage, Message, ModelRef, WithParts};
+use crate::opencode::message::{AssistantMessage, Message, ModelRef, UserSummary, WithParts};
 use crate::opencode::part::Part;
-use crate::opencode::session::Status;
+use crate::opencode::session::{FileDiff, Status};
 use crate::opencode::{Cost, Tokens};
 use crate::session::history;
 use crate::session::record::Recorder;
 
 use super::Agent;
+use super::snapshot::Snapshots;
 use super::step::{Call, End, Step};
 use super::{request, system, tools};
 
@@ -104,9 +105,36 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> Result<Step, ApiError> {
         let worktree = self.worktree().await;
+        let snapshots = self.snapshots(worktree.as_deref());
+        let mut prompt = None;
+        let result = self
+            .step_loop(
+                recorder,
+                start,
+                cancel,
+                worktree.as_deref(),
+                snapshots.as_ref(),
+                &mut prompt,
+            )
+            .await;
+        if let Some(prompt) = prompt {
+            self.summarize(recorder, snapshots.as_ref(), prompt).await;
+        }
+        result
+    }
+
+    async fn step_loop(
+        &self,
+        recorder: &Recorder,
+        start: &TurnStart,
+        cancel: &CancellationToken,
+        worktree: Option<&std::path::Path>,
+        snapshots: Option<&Snapshots>,
+        prompt: &mut Option<Prompt>,
+    ) -> Result<Step, ApiError> {
         let env = system::Env {
             directory: &self.directory,
-            worktree: worktree.as_deref().unwrap_or(&self.directory),
+            worktree: worktree.unwrap_or(&self.directory),
             git: worktree.is_some(),
         };
         let instructions = {
@@ -127,6 +155,19 @@ impl Agent {
                     "the session has no prompt to answer".into(),
                 ));
             };
+            if prompt.as_ref().is_none_or(|p| p.id != parent_id) {
+                // A prompt begins (the first, or one stored while the last ran): the one
+                // before gets its summary, this one an empty one to start with, as OpenCode's.
+                if let Some(done) = prompt.take() {
+                    self.summarize(recorder, snapshots, done).await;
+                }
+                self.user_summary(recorder, &parent_id, Vec::new()).await;
+                *prompt = Some(Prompt {
+                    id: parent_id.clone(),
+                    first: None,
+                    last: None,
+                });
+            }
             let disabled = disabled_tools(&conversation);
             let request = ModelRequest {
                 provider_id: start.model.provider_id.clone(),
@@ -154,8 +195,14 @@ impl Agent {
                 model: &start.model,
                 request,
                 rules: rules.clone(),
+                snapshots,
             };
             let step = self.step(recorder, call, cancel).await?;
+            if let Some(prompt) = prompt.as_mut() {
+                let (before, after) = &step.snapshots;
+                prompt.first = prompt.first.take().or_else(|| before.clone());
+                prompt.last = after.clone().or_else(|| prompt.last.take());
+            }
             self.add_totals(recorder, &step.message)?;
             match step.end {
                 End::Tools if !cancel.is_cancelled() => {
@@ -192,6 +239,39 @@ impl Agent {
         Ok(history::fold(rows))
     }
 
+    /// Gives `prompt`'s user message the changes its steps made, from the first snapshot to
+    /// the last.
+    async fn summarize(&self, recorder: &Recorder, snapshots: Option<&Snapshots>, prompt: Prompt) {
+        let diffs = match (snapshots, &prompt.first, &prompt.last) {
+            (Some(snapshots), Some(first), Some(last)) => snapshots.diffs(first, last).await,
+            _ => Vec::new(),
+        };
+        self.user_summary(recorder, &prompt.id, diffs).await;
+    }
+
+    /// Records the user message `id` with `summary.diffs` set to `diffs`, when they changed.
+    async fn user_summary(&self, recorder: &Recorder, id: &str, diffs: Vec<FileDiff>) {
+        let Ok(conversation) = self.conversation(recorder).await else {
+            return;
+        };
+        let Some(mut user) = conversation.into_iter().find_map(|m| match m.info {
+            Message::User(user) if user.id == id => Some(user),
+            _ => None,
+        }) else {
+            return;
+        };
+        if user.summary.as_ref().is_some_and(|s| s.diffs == diffs) {
+            return;
+        }
+        user.summary = Some(UserSummary {
+            diffs,
+            ..user.summary.unwrap_or_default()
+        });
+        if let Err(err) = recorder.message(Message::User(user)) {
+            tracing::warn!(%err, "cannot record a prompt's summary");
+        }
+    }
+
     /// Adds a finished step's cost and tokens to the session's totals.
     fn add_totals(&self, recorder: &Recorder, message: &AssistantMessage) -> Result<(), ApiError> {
         if message.cost.0 == 0.0 && message.tokens.total.unwrap_or(0) == 0 {
@@ -222,6 +302,16 @@ impl Agent {
         let text = String::from_utf8(output).ok()?.trim().to_owned();
         (!text.is_empty()).then(|| std::path::PathBuf::from(text))
     }
+}
+
+/// The prompt being answered, and the snapshots around its steps.
+struct Prompt {
+    /// Its user message.
+    id: String,
+    /// Before its first step.
+    first: Option<String>,
+    /// After its last finished step.
+    last: Option<String>,
 }
 
 /// Tools the last prompt switched off (`tools: {"bash": false}`).
