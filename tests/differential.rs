@@ -203,7 +203,6 @@ fn normalised(messages: &[Value], project: &Path) -> Value {
     let mut ids = HashMap::new();
     let mut value = Value::Array(messages.to_vec());
     walk(&mut value, project, &mut ids);
-    without_known_gaps(&mut value);
     for message in value.as_array_mut().into_iter().flatten() {
         for part in message["parts"].as_array_mut().into_iter().flatten() {
             if part["tool"] == "glob" {
@@ -225,30 +224,15 @@ fn sort_lines(output: &mut Value) {
     }
 }
 
-/// What the stub does not build yet, taken out of both sides so that everything else is
-/// held to the reference: OpenCode's snapshots of the worktree (`snapshot` on step parts, a
-/// `patch` part after a step that changed files, the user message's `summary.diffs`).
-fn without_known_gaps(messages: &mut Value) {
-    for message in messages.as_array_mut().into_iter().flatten() {
-        if let Some(info) = message["info"].as_object_mut() {
-            info.remove("summary");
-        }
-        if let Some(parts) = message["parts"].as_array_mut() {
-            parts.retain(|part| part["type"] != "patch");
-            for part in parts.iter_mut().filter_map(Value::as_object_mut) {
-                part.remove("snapshot");
-            }
-        }
-    }
-}
-
 fn walk(value: &mut Value, project: &Path, ids: &mut HashMap<String, String>) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
                 match key.as_str() {
                     "time" | "tokens" | "cost" => zeroed(inner),
-                    "snapshot" if inner.is_string() => *inner = json!("<snapshot>"),
+                    // Git tree hashes: equal trees hash alike, but the hosts' trees need not
+                    // be byte for byte the same.
+                    "snapshot" | "hash" if inner.is_string() => *inner = json!("<snapshot>"),
                     _ => walk(inner, project, ids),
                 }
             }
