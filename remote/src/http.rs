@@ -122,6 +122,12 @@ impl Sender {
         self.0.send(bytes).await.is_ok()
     }
 
+    /// Queues from a blocking thread, waiting while the client is slow; `false` once the
+    /// client has gone away.
+    pub fn blocking_send(&self, bytes: Bytes) -> bool {
+        self.0.blocking_send(bytes).is_ok()
+    }
+
     /// Queues without waiting; `false` when the queue is full or the client is gone.
     pub fn try_send(&self, bytes: Bytes) -> bool {
         self.0.try_send(bytes).is_ok()

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::Response;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::http::sse;
-use crate::http::{Body, Req, ok};
+use crate::http::{Body, Req, streaming};
 use crate::opencode::event::{BusEvent, Envelope};
 use crate::session::ids::{self, Order};
 
@@ -99,12 +100,36 @@ pub async fn history(mut req: Req) -> Result<Response<Body>, ApiError> {
         after.insert(aggregate, seq);
     }
     let store = req.app.sessions().store().await?;
-    let rows = tokio::task::spawn_blocking(move || store.history(&after))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    ok(&rows)
+    // Streamed from the log files in chunks: a long history never sits in memory whole.
+    let (sender, response) = streaming(HISTORY_QUEUE, "application/json");
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(HISTORY_CHUNK + 4096);
+        chunk.push(b'[');
+        let mut first = true;
+        let written = store.write_history(&after, |line| {
+            if !std::mem::take(&mut first) {
+                chunk.push(b',');
+            }
+            chunk.extend_from_slice(line);
+            chunk.len() < HISTORY_CHUNK
+                || sender.blocking_send(Bytes::from(std::mem::take(&mut chunk)))
+        });
+        match written {
+            Ok(()) => {
+                chunk.push(b']');
+                sender.blocking_send(Bytes::from(chunk));
+            }
+            // The answer stays incomplete JSON: OpenCode's sync fails and connects again.
+            Err(err) => tracing::error!(%err, "cannot read the history"),
+        }
+    });
+    Ok(response)
 }
+
+/// Bytes of history gathered into one DATA frame.
+const HISTORY_CHUNK: usize = 64 << 10;
+/// Chunks queued before the reader waits for the client.
+const HISTORY_QUEUE: usize = 4;
 
 /// `POST /sync/replay` (warping a session in).
 pub async fn replay(_req: Req) -> Result<Response<Body>, ApiError> {

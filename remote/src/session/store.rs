@@ -355,6 +355,27 @@ impl Store {
     ///
     /// I/O errors.
     pub fn history(&self, known: &HashMap<String, i64>) -> Result<Vec<Row>, StoreError> {
+        let mut events = Vec::new();
+        self.write_history(known, |line| {
+            events.extend(log::parse_line(line));
+            true
+        })?;
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    /// [`Store::history`] streamed from the files: hands each wanted event's stored line (the
+    /// JSON of a [`Row`]) to `emit`, session by session, each in `seq` order, holding one line
+    /// in memory at a time; stops early when `emit` returns `false`. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors.
+    pub fn write_history(
+        &self,
+        known: &HashMap<String, i64>,
+        mut emit: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let wanted: Vec<(PathBuf, String, i64)> = self
             .lock()
             .by_id
@@ -368,22 +389,31 @@ impl Store {
                 )
             })
             .collect();
-        let mut events = Vec::new();
+        let mut line = Vec::new();
         for (path, session_id, after) in wanted {
             let file = File::open(&path).map_err(io_error(&path))?;
-            for line in BufReader::new(file).split(b'\n') {
-                let line = line.map_err(io_error(&path))?;
+            let mut reader = BufReader::new(file);
+            loop {
+                line.clear();
+                let read = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(io_error(&path))?;
+                if read == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
                 let Some(row) = log::parse_line(&line) else {
                     // A torn tail being written right now; later events are not visible yet.
                     break;
                 };
-                if row.aggregate_id == session_id && row.seq as i64 > after {
-                    events.push(row);
+                if row.aggregate_id == session_id && row.seq as i64 > after && !emit(&line) {
+                    return Ok(());
                 }
             }
         }
-        events.sort_by_key(|e| e.seq);
-        Ok(events)
+        Ok(())
     }
 
     /// Every stored event of one session, in order (also of a deleted one). Blocking (reads
@@ -521,6 +551,43 @@ mod tests {
             serde_json::to_value(&later[0]).unwrap()["aggregate_id"],
             ses.as_str()
         );
+    }
+
+    #[test]
+    fn history_should_stream_stored_lines_and_stop_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "wrk_a", Bus::new("/d", "p", "wrk_a")).unwrap();
+        let ses = ids::new("ses", Order::Descending);
+        store.create(info(&ses)).unwrap();
+        for _ in 0..3 {
+            let msg = ids::new("msg", Order::Ascending);
+            store.append(&ses, &user(&ses, &msg)).unwrap();
+        }
+        let mut lines = Vec::new();
+        store
+            .write_history(&HashMap::from([(ses.clone(), 0)]), |line| {
+                lines.push(line.to_vec());
+                true
+            })
+            .unwrap();
+        // The stored lines themselves, each the JSON of one row, in seq order.
+        let seqs: Vec<u64> = lines
+            .iter()
+            .map(|line| serde_json::from_slice::<Row>(line).unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let stored = std::fs::read(dir.path().join(format!("sessions/wrk_a/{ses}.jsonl"))).unwrap();
+        let stored: Vec<&[u8]> = stored.split(|b| *b == b'\n').collect();
+        assert_eq!(lines[0], stored[1]);
+
+        let mut seen = 0;
+        store
+            .write_history(&HashMap::new(), |_| {
+                seen += 1;
+                seen < 2
+            })
+            .unwrap();
+        assert_eq!(seen, 2, "emit said stop");
     }
 
     #[test]
