@@ -8,8 +8,14 @@
 //! stub; the reference's server) idle before a turn and at its peak during one.
 //! Targets: wall time ≤ 0.5× the reference; stub peak RSS ≤ 32 MiB.
 //!
-//! Usage: `opencode-remote-bench-agent [TURNS]` (default 5). Needs sshd and OpenCode
-//! (`scripts/install-deps.sh`).
+//! Then the memory the stub needs for a long history: 100 sessions × 1,000 events (made from
+//! a real turn's log, with fresh ids) are put in the workspace's log on the host, the stub is
+//! restarted (the bridge reconnects, OpenCode syncs the whole history it did not have), and its
+//! RSS is printed while OpenCode reads that history, idle after it, and during a turn.
+//! Target: ≤ 32 MiB throughout.
+//!
+//! Usage: `opencode-remote-bench-agent [TURNS [SESSIONS EVENTS]]` (default 5, 100, 1000).
+//! Needs sshd and OpenCode (`scripts/install-deps.sh`).
 #![allow(clippy::print_stdout)] // a benchmark prints its table
 
 use std::path::{Path, PathBuf};
@@ -47,10 +53,15 @@ struct Side {
 }
 
 fn main() -> ExitCode {
-    let turns: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(5);
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers: TURNS SESSIONS EVENTS"))
+        .collect();
+    let turns = args.first().copied().unwrap_or(5);
+    let history = (
+        args.get(1).copied().unwrap_or(100),
+        args.get(2).copied().unwrap_or(1000),
+    );
     let Some(sshd) = Sshd::start() else {
         eprintln!("error: no sshd on this machine");
         return ExitCode::FAILURE;
@@ -134,10 +145,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Ok::<_, String>(sides)
+        let long = long_history(&opencode, &mut client, &sshd, &sides[0], history).await?;
+        Ok::<_, String>((sides, long))
     });
-    let sides = match result {
-        Ok(sides) => sides,
+    let (sides, long) = match result {
+        Ok(done) => done,
         Err(err) => {
             eprintln!(
                 "error: {err}\n--- opencode log ---\n{}\n--- reference log ---\n{}",
@@ -148,7 +160,207 @@ fn main() -> ExitCode {
         }
     };
     report(&sides, turns);
+    long.report();
     ExitCode::SUCCESS
+}
+
+/// The stub's memory with a long history.
+struct LongHistory {
+    sessions: usize,
+    events: usize,
+    bytes: u64,
+    /// After OpenCode synced, before the turn (the whole log open).
+    idle: u64,
+    syncing: u64,
+    turn: u64,
+    synced_in: Duration,
+}
+
+impl LongHistory {
+    fn report(&self) {
+        println!();
+        println!(
+            "history on the host: {} sessions × {} events ({:.0} MiB of log)",
+            self.sessions,
+            self.events,
+            self.bytes as f64 / MIB
+        );
+        let verdict = |bytes: u64| {
+            if bytes as f64 / MIB <= 32.0 {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        };
+        for (what, bytes) in [
+            ("stub RSS peak while OpenCode synced it", self.syncing),
+            ("stub RSS idle with it open", self.idle),
+            ("stub RSS peak during a turn", self.turn),
+        ] {
+            println!(
+                "{what:<40}{:>8.1} MiB (target ≤ 32 MiB: {})",
+                bytes as f64 / MIB,
+                verdict(bytes)
+            );
+        }
+        println!(
+            "OpenCode had the whole history after {:.1} s",
+            self.synced_in.as_secs_f64()
+        );
+    }
+}
+
+/// Fills the workspace's log with `sessions` × `events` made from a session of `side`, restarts
+/// the stub and measures it.
+async fn long_history(
+    opencode: &OpenCode,
+    client: &mut Client,
+    sshd: &Sshd,
+    side: &Side,
+    (sessions, events): (usize, usize),
+) -> Result<LongHistory, String> {
+    let key = remote::session::store::workspace_key(&side.workspace);
+    let dir = sshd
+        .remote_home()
+        .join(".opencode-remote/state/sessions")
+        .join(key);
+    // The longest session so far is the template.
+    let template = std::fs::read_dir(&dir)
+        .map_err(|err| format!("{}: {err}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jsonl"))
+        .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+        .ok_or("no session log to copy")?;
+    let bytes = seed(&dir, &template, sessions, events)?;
+    // A new stub: the bridge reconnects, OpenCode syncs what it lacks.
+    for pid in stub_pids(sshd) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    let restarted = Instant::now();
+    let mut stubs = Vec::new();
+    while stubs.is_empty() {
+        if restarted.elapsed() > Duration::from_secs(60) {
+            return Err("the stub did not come back".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stubs = stub_pids(sshd);
+    }
+    let sampler = Sampler::start(stubs.clone());
+    // OpenCode lists the sessions once it has replayed them.
+    loop {
+        let (_, listed) = client
+            .json(
+                "GET",
+                &format!(
+                    "/session{}",
+                    opencode.query(&format!("workspace={}&path=&limit=100000", side.workspace))
+                ),
+                &Value::Null,
+            )
+            .await;
+        if listed.as_array().is_some_and(|l| l.len() > sessions) {
+            break;
+        }
+        if restarted.elapsed() > Duration::from_secs(600) {
+            return Err(format!("OpenCode did not get the history: {listed}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let synced_in = restarted.elapsed();
+    let (syncing, _) = sampler.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stubs = stub_pids(sshd);
+    let idle = stubs.iter().filter_map(|&p| reference::rss(p)).sum();
+    let sampler = Sampler::start(stubs);
+    run_turn(opencode, client, side).await?;
+    let (turn, _) = sampler.stop();
+    Ok(LongHistory {
+        sessions,
+        events,
+        bytes,
+        idle,
+        syncing,
+        turn,
+        synced_in,
+    })
+}
+
+/// `line` with every message, part and event id replaced by its fresh one in `fresh` (made
+/// on first sight).
+fn renamed(line: &str, fresh: &mut std::collections::HashMap<String, String>) -> String {
+    use remote::session::ids::{self, Order};
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = ["msg_", "prt_", "evt_"]
+        .iter()
+        .filter_map(|prefix| rest.find(prefix))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        let end = rest[at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(rest.len(), |n| at + n);
+        let id = &rest[at..end];
+        let order = if id.starts_with("evt_") {
+            Order::Descending
+        } else {
+            Order::Ascending
+        };
+        let new = fresh
+            .entry(id.to_owned())
+            .or_insert_with(|| ids::new(&id[..3], order));
+        out.push_str(new);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Writes `sessions` logs of `events` events into `dir`, each the `template` log's events
+/// (after its `session.created`) repeated with fresh session, message, part and event ids and
+/// contiguous seqs. The bytes written.
+fn seed(dir: &Path, template: &Path, sessions: usize, events: usize) -> Result<u64, String> {
+    use remote::session::ids::{self, Order};
+    let text = std::fs::read_to_string(template).map_err(|err| err.to_string())?;
+    let rows: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|err| format!("{}: {err}", template.display()))?;
+    let old_session = rows[0]["aggregate_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let copy = rows.len() - 1;
+    let mut written = 0;
+    let mut fresh = std::collections::HashMap::new();
+    for _ in 0..sessions {
+        let session = ids::new("ses", Order::Descending);
+        let mut out = String::new();
+        for seq in 0..events {
+            let row = if seq == 0 {
+                &rows[0]
+            } else {
+                &rows[1 + (seq - 1) % copy]
+            };
+            if seq == 0 || (seq - 1) % copy == 0 {
+                // A new copy of the template: new ids, kept across the copy's events.
+                fresh.clear();
+            }
+            let mut row = row.clone();
+            row["seq"] = seq.into();
+            let line = row.to_string().replace(&old_session, &session);
+            out.push_str(&renamed(&line, &mut fresh));
+            out.push('\n');
+        }
+        let path = dir.join(format!("{session}.jsonl"));
+        std::fs::write(&path, &out).map_err(|err| format!("{}: {err}", path.display()))?;
+        written += out.len() as u64;
+    }
+    Ok(written)
 }
 
 /// Files for the tools: `src/file<i>.txt`, 200 numbered lines each.
