@@ -72,7 +72,30 @@ fn providers(chat: &str, anthropic: &str) -> Value {
 }
 
 fn start_bridge(sshd: &Sshd, local: &FakeModel, ca: Option<&std::path::Path>) -> BridgeProcess {
+    start_bridge_with(sshd, local, ca, &[])
+}
+
+/// [`start_bridge`] with `env` set for the bridge (proxy settings; the test's own are removed).
+fn start_bridge_with(
+    sshd: &Sshd,
+    local: &FakeModel,
+    ca: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> BridgeProcess {
     let mut command = bins::local(sshd);
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
     command.arg("bridge").arg(bins::destination(sshd)).args([
         "--opencode-url",
         &local.url(),
@@ -487,6 +510,98 @@ fn anthropic_over_tls_should_stream_through_the_host() {
         assert_eq!(call.body["tools"][0]["input_schema"]["type"], "object");
     });
     integration_tests::host::assert_not_on_host(&sshd, ANTHROPIC_KEY);
+}
+
+/// A CONNECT proxy on 127.0.0.1, what `HTTPS_PROXY` points at: it tunnels to the host asked
+/// for and records each one. Its URL and the record.
+fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let Some(target) = head
+                    .strip_prefix("CONNECT ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                else {
+                    let _ = client.write_all(b"HTTP/1.1 405 CONNECT only\r\n\r\n");
+                    return;
+                };
+                record.lock().unwrap().push(target.to_owned());
+                let Ok(upstream) = TcpStream::connect(target) else {
+                    return;
+                };
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut up_in, mut client_out) =
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_in, &mut client_out);
+                    let _ = client_out.shutdown(Shutdown::Write);
+                });
+                let (mut client_in, mut up_out) = (client, upstream);
+                let _ = std::io::copy(&mut client_in, &mut up_out);
+                let _ = up_out.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn provider_calls_should_honour_https_proxy_and_no_proxy() {
+    let sshd = require_sshd!();
+    let local = FakeModel::start();
+    let anthropic = FakeModel::start_tls();
+    local.set_providers(providers(&local.url(), &anthropic.url()));
+    anthropic.script(
+        "claude-fake",
+        vec![Script::sse(&anthropic_stream(&["Hel", "lo"], &[]), false)],
+    );
+    let (proxy, tunnelled) = connect_proxy();
+    let provider = anthropic.url().trim_start_matches("https://").to_owned();
+    let ca = anthropic.ca_file().map(|p| p.as_path());
+    runtime().block_on(async {
+        // Through the proxy.
+        let bridge = start_bridge_with(&sshd, &local, ca, &[("HTTPS_PROXY", proxy.as_str())]);
+        let replies = ask(&bridge, Request::Model(request("anth", "claude-fake"))).await;
+        assert_eq!(replies.last(), Some(&Reply::End), "{replies:?}");
+        assert_eq!(
+            tunnelled.lock().unwrap().as_slice(),
+            std::slice::from_ref(&provider)
+        );
+        drop(bridge);
+        // NO_PROXY names the provider's host: straight there.
+        let bridge = start_bridge_with(
+            &sshd,
+            &local,
+            ca,
+            &[("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "127.0.0.1")],
+        );
+        let replies = ask(&bridge, Request::Model(request("anth", "claude-fake"))).await;
+        assert_eq!(replies.last(), Some(&Reply::End), "{replies:?}");
+        assert_eq!(
+            *tunnelled.lock().unwrap(),
+            [provider],
+            "NO_PROXY was ignored"
+        );
+    });
 }
 
 #[test]
