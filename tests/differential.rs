@@ -11,18 +11,10 @@ use std::time::{Duration, Instant};
 
 use integration_tests::http::Client;
 use integration_tests::llm::ScriptedModel;
-use integration_tests::opencode::{self, OpenCode, Registration, git};
-use integration_tests::reference::{self, Reference};
+use integration_tests::opencode::OpenCode;
+use integration_tests::reference::{self, Both};
 use integration_tests::require_sshd;
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The project both hosts start from (besides the laptop's files).
 fn fill(project: &Path) {
@@ -65,39 +57,23 @@ const TURNS: &[&str] = &[
 #[test]
 fn agent_turns_should_match_opencode_itself_as_the_remote() {
     let sshd = require_sshd!();
-    let Some(binary) = opencode::binary() else {
-        return;
-    };
     let model = ScriptedModel::start();
-    let mut config = model.opencode_config();
-    let reference = Reference::prepare(&sshd, &binary, &config);
-    config["plugin"] = json!([reference.plugin_entry()]);
-    let ours = sshd.remote_home().join("ours/project");
-    let options = json!({
-        "providers": { "default": { "strategy": "first_available", "hosts": [{
-            "name": "diff-host",
-            "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" },
-            "directory": ours,
-        }]}},
-        "defaults": { "leaseMode": "shared" }
-    });
-    let Some(opencode) = OpenCode::start_with(&sshd, options, Registration::Path, config) else {
+    let Some(both) = Both::start(&sshd, model.opencode_config(), "diff-host") else {
         return;
     };
-    reference.checkout(&opencode.project);
-    std::fs::create_dir_all(ours.parent().unwrap()).unwrap();
-    git(
-        &opencode.project,
-        &["clone", "-q", ".", &ours.to_string_lossy()],
-    );
+    let Both {
+        opencode,
+        reference,
+        ours,
+    } = &both;
     let sides = [
-        ("ours", ours.canonicalize().unwrap()),
+        ("ours", ours.clone()),
         ("reference", reference.project.canonicalize().unwrap()),
     ];
     for (_, project) in &sides {
         fill(project);
     }
-    runtime().block_on(async {
+    integration_tests::runtime().block_on(async {
         let mut client = Client::connect(&opencode.authority()).await;
         let mut workspaces = Vec::new();
         for (kind, extra) in [
@@ -123,7 +99,7 @@ fn agent_turns_should_match_opencode_itself_as_the_remote() {
             let mut seen = Vec::new();
             for ((name, project), workspace) in sides.iter().zip(&workspaces) {
                 let text = script.replace("{project}", &project.to_string_lossy());
-                let messages = run_turn(&opencode, &mut client, workspace, &text).await;
+                let messages = run_turn(opencode, &mut client, workspace, &text).await;
                 seen.push((name, normalised(&messages, project)));
             }
             let [(_, ours), (_, theirs)] = &seen[..] else {
@@ -144,7 +120,6 @@ fn agent_turns_should_match_opencode_itself_as_the_remote() {
             mismatches.join("\n")
         );
     });
-    drop(reference);
 }
 
 /// Runs `text` as a prompt in a new session of `workspace`; the session's messages once the

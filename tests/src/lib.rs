@@ -12,3 +12,12 @@ pub mod opencode;
 pub mod reference;
 pub mod schema;
 pub mod sshd;
+
+/// A two-thread tokio runtime for a test's async part.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

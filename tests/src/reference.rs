@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::opencode::{VERSION, git};
+use crate::opencode::{OpenCode, Registration, VERSION, git};
 use crate::sshd::Sshd;
 
 /// The workspace type the reference adaptor registers.
@@ -221,6 +221,48 @@ impl Drop for Reference {
         }
         let _ = self.tunnel.kill();
         let _ = self.tunnel.wait();
+    }
+}
+
+/// The laptop's OpenCode with both remotes registered: our plugin (workspace type
+/// `ssh-provider`, its host named `host`) and the reference adaptor ([`TYPE`]), with the two
+/// host projects cloned from the laptop's (OpenCode's project id is its root commit).
+pub struct Both {
+    /// The laptop's OpenCode.
+    pub opencode: OpenCode,
+    /// The reference remote.
+    pub reference: Reference,
+    /// Our host project.
+    pub ours: PathBuf,
+}
+
+impl Both {
+    /// Starts it with `config`'s model keys; `None` (after printing why) without OpenCode.
+    pub fn start(sshd: &Sshd, mut config: Value, host: &str) -> Option<Both> {
+        let binary = crate::opencode::binary()?;
+        let reference = Reference::prepare(sshd, &binary, &config);
+        config["plugin"] = json!([reference.plugin_entry()]);
+        let ours = sshd.remote_home().join("ours/project");
+        let options = json!({
+            "providers": { "default": { "strategy": "first_available", "hosts": [{
+                "name": host,
+                "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" },
+                "directory": ours,
+            }]}},
+            "defaults": { "leaseMode": "shared" }
+        });
+        let opencode = OpenCode::start_with(sshd, options, Registration::Path, config)?;
+        reference.checkout(&opencode.project);
+        std::fs::create_dir_all(ours.parent().unwrap()).unwrap();
+        git(
+            &opencode.project,
+            &["clone", "-q", ".", &ours.to_string_lossy()],
+        );
+        Some(Both {
+            opencode,
+            reference,
+            ours: ours.canonicalize().unwrap(),
+        })
     }
 }
 

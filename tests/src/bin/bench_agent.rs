@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use integration_tests::http::Client;
 use integration_tests::llm::ScriptedModel;
-use integration_tests::opencode::{self, OpenCode, Registration, git};
-use integration_tests::reference::{self, Reference};
+use integration_tests::opencode::{self, OpenCode};
+use integration_tests::reference::{self, Both};
 use integration_tests::sshd::Sshd;
 use serde_json::{Value, json};
 
@@ -66,43 +66,21 @@ fn main() -> ExitCode {
         eprintln!("error: no sshd on this machine");
         return ExitCode::FAILURE;
     };
-    let Some(binary) = opencode::binary() else {
+    let model = ScriptedModel::start();
+    let Some(both) = Both::start(&sshd, model.opencode_config(), "bench-host") else {
         eprintln!("error: OpenCode {} is not installed", opencode::VERSION);
         return ExitCode::FAILURE;
     };
-    let model = ScriptedModel::start();
-    let mut config = model.opencode_config();
-    let reference = Reference::prepare(&sshd, &binary, &config);
-    config["plugin"] = json!([reference.plugin_entry()]);
-    let ours = sshd.remote_home().join("ours/project");
-    let options = json!({
-        "providers": { "default": { "strategy": "first_available", "hosts": [{
-            "name": "bench-host",
-            "ssh": { "host": "127.0.0.1", "port": sshd.port(), "user": "root" },
-            "directory": ours,
-        }]}},
-        "defaults": { "leaseMode": "shared" }
-    });
-    let Some(opencode) = OpenCode::start_with(&sshd, options, Registration::Path, config) else {
-        return ExitCode::FAILURE;
-    };
-    // Both host projects are clones of the laptop's (OpenCode's project id is its root commit).
-    reference.checkout(&opencode.project);
-    std::fs::create_dir_all(ours.parent().unwrap()).unwrap();
-    git(
-        &opencode.project,
-        &["clone", "-q", ".", &ours.to_string_lossy()],
-    );
-    for project in [&ours, &reference.project] {
+    let Both {
+        opencode,
+        reference,
+        ours,
+    } = &both;
+    for project in [ours, &reference.project] {
         fill(project);
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let result = runtime.block_on(async {
+    let result = integration_tests::runtime().block_on(async {
         let mut client = Client::connect(&opencode.authority()).await;
         let mut sides = Vec::new();
         for (name, kind, extra, project) in [
@@ -110,11 +88,11 @@ fn main() -> ExitCode {
                 "ours",
                 "ssh-provider",
                 json!({ "host": "bench-host" }),
-                &ours,
+                ours,
             ),
             ("reference", reference::TYPE, json!({}), &reference.project),
         ] {
-            let workspace = create_workspace(&opencode, &mut client, kind, extra).await?;
+            let workspace = create_workspace(opencode, &mut client, kind, extra).await?;
             sides.push(Side {
                 name,
                 workspace,
@@ -135,7 +113,7 @@ fn main() -> ExitCode {
                 };
                 let idle = host.iter().filter_map(|&p| reference::tree_rss(p)).sum();
                 let peak = Sampler::start(host);
-                let took = run_turn(&opencode, &mut client, side).await?;
+                let took = run_turn(opencode, &mut client, side).await?;
                 let (peak, own) = peak.stop();
                 if turn > 0 {
                     side.times.push(took);
@@ -145,7 +123,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let long = long_history(&opencode, &mut client, &sshd, &sides[0], history).await?;
+        let long = long_history(opencode, &mut client, &sshd, &sides[0], history).await?;
         Ok::<_, String>((sides, long))
     });
     let (sides, long) = match result {
