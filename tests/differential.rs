@@ -80,18 +80,10 @@ fn agent_turns_should_match_opencode_itself_as_the_remote() {
             ("ssh-provider", json!({ "host": "diff-host" })),
             (reference::TYPE, json!({})),
         ] {
-            let (status, workspace) = client
-                .json(
-                    "POST",
-                    &format!("/experimental/workspace{}", opencode.query("")),
-                    &json!({ "type": kind, "branch": null, "extra": extra }),
-                )
-                .await;
-            assert_eq!(status, 200, "{workspace}\n{}", opencode.log());
-            let id = workspace["id"].as_str().unwrap().to_owned();
-            opencode
-                .wait_status(&mut client, &id, "connected", Duration::from_secs(60))
-                .await;
+            let id = opencode
+                .create_workspace(&mut client, kind, extra)
+                .await
+                .unwrap_or_else(|err| panic!("{err}\n{}", opencode.log()));
             workspaces.push(id);
         }
         let mut mismatches = Vec::new();

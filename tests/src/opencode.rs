@@ -388,6 +388,30 @@ impl OpenCode {
         self.url.trim_start_matches("http://").to_owned()
     }
 
+    /// Creates a workspace of `kind` with `extra` and waits (≤ 60 s) until it is connected; its
+    /// id, or why it could not be created.
+    pub async fn create_workspace(
+        &self,
+        client: &mut crate::http::Client,
+        kind: &str,
+        extra: Value,
+    ) -> Result<String, String> {
+        let (status, workspace) = client
+            .json(
+                "POST",
+                &format!("/experimental/workspace{}", self.query("")),
+                &json!({ "type": kind, "branch": null, "extra": extra }),
+            )
+            .await;
+        if status != 200 {
+            return Err(format!("creating a {kind} workspace: {status} {workspace}"));
+        }
+        let id = workspace["id"].as_str().unwrap().to_owned();
+        self.wait_status(client, &id, "connected", Duration::from_secs(60))
+            .await;
+        Ok(id)
+    }
+
     /// Polls `GET /experimental/workspace/status` until `workspace` has `status` (≤ `limit`).
     pub async fn wait_status(
         &self,

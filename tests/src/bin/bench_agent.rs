@@ -92,7 +92,7 @@ fn main() -> ExitCode {
             ),
             ("reference", reference::TYPE, json!({}), &reference.project),
         ] {
-            let workspace = create_workspace(opencode, &mut client, kind, extra).await?;
+            let workspace = opencode.create_workspace(&mut client, kind, extra).await?;
             sides.push(Side {
                 name,
                 workspace,
@@ -374,29 +374,6 @@ fn script(project: &Path) -> String {
         }
     }
     lines.join("\n")
-}
-
-async fn create_workspace(
-    opencode: &OpenCode,
-    client: &mut Client,
-    kind: &str,
-    extra: Value,
-) -> Result<String, String> {
-    let (status, workspace) = client
-        .json(
-            "POST",
-            &format!("/experimental/workspace{}", opencode.query("")),
-            &json!({ "type": kind, "branch": null, "extra": extra }),
-        )
-        .await;
-    if status != 200 {
-        return Err(format!("creating a {kind} workspace: {status} {workspace}"));
-    }
-    let id = workspace["id"].as_str().unwrap().to_owned();
-    opencode
-        .wait_status(client, &id, "connected", Duration::from_secs(60))
-        .await;
-    Ok(id)
 }
 
 /// One turn in a fresh session of `side`'s workspace: the time from the prompt to its answer.
