@@ -120,6 +120,9 @@ pub(super) struct Provider {
 struct ProviderOptions {
     #[serde(rename = "baseURL")]
     base_url: Option<String>,
+    /// A key written in the provider's config; OpenCode prefers it to the resolved `key`.
+    #[serde(rename = "apiKey")]
+    api_key: Option<String>,
     headers: BTreeMap<String, serde_json::Value>,
 }
 
@@ -251,7 +254,14 @@ impl Catalog {
                 ),
             )));
         };
-        if provider.key.as_deref() == Some(OAUTH_PLACEHOLDER) {
+        // As OpenCode builds its SDK: `options.apiKey` when set, else the resolved key.
+        let key = provider
+            .options
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or_else(|| provider.key.clone().filter(|k| !k.is_empty()));
+        if key.as_deref() == Some(OAUTH_PLACEHOLDER) {
             return Err(Some(failure(
                 FailureKind::Auth,
                 format!(
@@ -281,7 +291,7 @@ impl Catalog {
             style,
             base_url: base_url.trim_end_matches('/').to_owned(),
             headers,
-            key: provider.key.clone().filter(|k| !k.is_empty()).map(Key),
+            key: key.map(Key),
         })
     }
 }
@@ -399,6 +409,31 @@ mod tests {
 
     fn catalog(json: serde_json::Value) -> Catalog {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_key_in_the_provider_config_should_win_over_the_resolved_one() {
+        let model =
+            serde_json::json!({"m": {"api": {"id": "m", "npm": "@ai-sdk/openai-compatible"}}});
+        let catalog = catalog(serde_json::json!({
+            "providers": [{
+                "id": "cfg", "name": "Cfg", "key": "sk-env",
+                "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "sk-config"},
+                "models": model,
+            }, {
+                "id": "env", "name": "Env", "key": "sk-env",
+                "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": ""},
+                "models": model,
+            }, {
+                "id": "none", "name": "None",
+                "options": {"baseURL": "http://127.0.0.1:9/v1"},
+                "models": model,
+            }]
+        }));
+        let key = |provider: &str| catalog.resolve(provider, "m").unwrap().key;
+        assert_eq!(key("cfg"), Some(Key("sk-config".into())));
+        assert_eq!(key("env"), Some(Key("sk-env".into())));
+        assert_eq!(key("none"), None);
     }
 
     #[test]
