@@ -276,10 +276,9 @@ impl Stream<'_> {
 
     fn event(&mut self, event: ModelEvent) -> Result<(), ApiError> {
         match event {
-            ModelEvent::Started(info) => {
-                self.info = Some(info);
-                self.start();
-            }
+            // The step starts with the provider's first output, as the AI SDK's `start-step`
+            // does: a request the provider refuses leaves the message without parts (§6.5).
+            ModelEvent::Started(info) => self.info = Some(info),
             ModelEvent::Retrying {
                 attempt,
                 message,
