@@ -14,9 +14,9 @@ use integration_tests::sshd::Sshd;
 use serde_json::{Value, json};
 
 /// The scripted provider's key, configured only on the laptop.
-const KEY: &str = "sk-agent-e2e-4b1d9c70";
+pub(crate) const KEY: &str = "sk-agent-e2e-4b1d9c70";
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -24,7 +24,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn options(sshd: &Sshd, remote_dir: &str) -> Value {
+pub(crate) fn options(sshd: &Sshd, remote_dir: &str) -> Value {
     json!({
         "providers": { "default": { "strategy": "first_available", "hosts": [{
             "name": "agent-host",
@@ -37,7 +37,11 @@ fn options(sshd: &Sshd, remote_dir: &str) -> Value {
 }
 
 /// The messages of a session as OpenCode itself returns them (from its replica).
-async fn messages(opencode: &OpenCode, client: &mut Client, session: &str) -> Vec<Value> {
+pub(crate) async fn messages(
+    opencode: &OpenCode,
+    client: &mut Client,
+    session: &str,
+) -> Vec<Value> {
     let (status, messages) = client
         .json(
             "GET",
@@ -49,7 +53,11 @@ async fn messages(opencode: &OpenCode, client: &mut Client, session: &str) -> Ve
     messages.as_array().unwrap().clone()
 }
 
-async fn tool_parts(opencode: &OpenCode, client: &mut Client, session: &str) -> Vec<Value> {
+pub(crate) async fn tool_parts(
+    opencode: &OpenCode,
+    client: &mut Client,
+    session: &str,
+) -> Vec<Value> {
     messages(opencode, client, session)
         .await
         .iter()
@@ -121,7 +129,7 @@ async fn run_tool(
 }
 
 /// Polls OpenCode's replica until the session has `count` tool parts and the last is final.
-async fn wait_tool_parts(
+pub(crate) async fn wait_tool_parts(
     opencode: &OpenCode,
     client: &mut Client,
     session: &str,
@@ -148,7 +156,7 @@ async fn wait_tool_parts(
 
 /// Polls `GET /permission` through the workspace until a request is pending, answers it with
 /// `reply`, and returns it.
-async fn answer_permission(
+pub(crate) async fn answer_permission(
     opencode: &OpenCode,
     client: &mut Client,
     workspace: &str,
@@ -177,7 +185,7 @@ async fn answer_permission(
 }
 
 /// The text of the answer's text parts.
-fn answer_text(answer: &Value) -> String {
+pub(crate) fn answer_text(answer: &Value) -> String {
     answer["parts"]
         .as_array()
         .into_iter()
@@ -618,6 +626,11 @@ fn a_prompt_should_run_the_agent_on_the_host_through_real_opencode() {
 
         // The key stayed on the laptop.
         integration_tests::host::assert_not_on_host(&sshd, KEY);
+        let bearer = format!("Bearer {KEY}");
+        assert!(
+            model.keys().contains(&bearer),
+            "the provider never saw the key configured on the laptop"
+        );
 
         // Every event the stub sent matches OpenCode's schema.
         let global_event = api.component("GlobalEvent");

@@ -1,5 +1,6 @@
 //! End-to-end tests: real sshd, real binaries, real OpenCode. One test binary (see Cargo.toml).
 mod agent;
+mod agent_turns;
 mod arm64;
 mod config_cli;
 mod differential;
