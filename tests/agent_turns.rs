@@ -494,3 +494,100 @@ fn streaming_abort_busy_prompts_and_provider_errors_should_behave_as_in_opencode
         assert_eq!(answer_text(&answer), "scripted answer", "{answer}");
     });
 }
+
+#[test]
+fn the_same_call_three_times_in_a_row_should_ask_doom_loop_before_running() {
+    let sshd = require_sshd!();
+    let (dir, remote_dir) = project(&sshd, "doom-app");
+    let model = ScriptedModel::start();
+    let Some((opencode, wrk, ses)) = start(&sshd, &model, &remote_dir) else {
+        return;
+    };
+    let scripted = ("scripted", "m");
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let mut asker = Client::connect(&opencode.authority()).await;
+
+        // Three identical calls in one step: the third asks first; allowed once, all run.
+        let call = json!({ "command": "echo same >> same.log", "description": "Append" });
+        let script = format!("REPEAT 3\nCALL bash {call}");
+        let ((status, answer), asked) = tokio::join!(
+            send(&opencode, &mut asker, &ses, "message", &script, scripted),
+            crate::agent::answer_permission(&opencode, &mut client, &wrk, "once"),
+        );
+        assert_eq!(status, 200, "{answer}\n{}", opencode.log());
+        assert_eq!(asked["permission"], "doom_loop", "{asked}");
+        assert_eq!(asked["patterns"], json!(["bash"]), "{asked}");
+        assert_eq!(asked["always"], json!(["bash"]), "{asked}");
+        assert_eq!(asked["metadata"]["tool"], "bash", "{asked}");
+        assert_eq!(asked["metadata"]["input"], call, "{asked}");
+        assert_eq!(asked["sessionID"], ses.as_str(), "{asked}");
+        assert_eq!(answer_text(&answer), "done", "{answer}");
+        let parts = tool_parts(&opencode, &mut client, &ses).await;
+        assert_eq!(parts.len(), 3, "{parts:#?}");
+        for part in &parts {
+            assert_eq!(part["state"]["status"], "completed", "{part}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join("same.log")).unwrap(),
+            "same\nsame\nsame\n"
+        );
+
+        // Rejected: the third call ends in OpenCode's rejection error and the turn stops
+        // without asking the model again.
+        let call = json!({ "command": "echo again >> again.log", "description": "Append" });
+        let script = format!("REPEAT 3\nCALL bash {call}");
+        let asked_before = model.requests().len();
+        let ((status, answer), asked) = tokio::join!(
+            send(&opencode, &mut asker, &ses, "message", &script, scripted),
+            crate::agent::answer_permission(&opencode, &mut client, &wrk, "reject"),
+        );
+        assert_eq!(status, 200, "{answer}\n{}", opencode.log());
+        assert_eq!(asked["permission"], "doom_loop", "{asked}");
+        assert_eq!(answer_text(&answer), "", "{answer}");
+        let parts = tool_parts(&opencode, &mut client, &ses).await;
+        let states: Vec<&str> = parts[3..]
+            .iter()
+            .filter_map(|p| p["state"]["status"].as_str())
+            .collect();
+        assert_eq!(states, ["completed", "completed", "error"], "{parts:#?}");
+        assert!(
+            parts[5]["state"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("rejected permission"),
+            "{}",
+            parts[5]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("again.log")).unwrap(),
+            "again\nagain\n"
+        );
+        let asked_after = model.requests()[asked_before..]
+            .iter()
+            .filter(|r| r["tools"].is_array())
+            .count();
+        assert_eq!(
+            asked_after, 1,
+            "the model was asked again after the rejection"
+        );
+
+        // Two identical calls do not ask.
+        let call = json!({ "command": "echo twice >> twice.log", "description": "Append" });
+        let (status, answer) = send(
+            &opencode,
+            &mut client,
+            &ses,
+            "message",
+            &format!("REPEAT 2\nCALL bash {call}"),
+            scripted,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer_text(&answer), "done", "{answer}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("twice.log")).unwrap(),
+            "twice\ntwice\n"
+        );
+    });
+}

@@ -6,6 +6,7 @@
 //! - `CALL <tool> <json arguments>`: the model calls that tool (when OpenCode offered it);
 //!   after its result the next `CALL` line is called, one per step, and after the last result
 //!   it answers `done`;
+//! - `REPEAT <n>`: each `CALL` is made `n` times at once, in one step;
 //! - `STREAM <pieces> <ms>`: the final text answer streams as that many pieces, `ms` apart;
 //! - `FAIL <status>`: every answer to this prompt is that HTTP error, in the provider's shape;
 //! - `FAIL-ONCE <status> <retry-after-ms>`: the first answer is that error with a
@@ -268,7 +269,11 @@ fn chat_shape(body: &Value) -> Value {
 
 enum Reply {
     Text(String),
-    Call { tool: String, arguments: String },
+    Call {
+        tool: String,
+        arguments: String,
+        times: usize,
+    },
 }
 
 /// What to answer and how.
@@ -316,7 +321,7 @@ fn directive<'a>(script: &'a str, name: &str) -> Option<Vec<&'a str>> {
             let mut words = line.split_whitespace();
             (words.next() == Some(name)).then(|| words.collect())
         })
-        .last()
+        .next_back()
 }
 
 fn script(body: &Value, state: &State) -> Plan {
@@ -359,12 +364,15 @@ fn script(body: &Value, state: &State) -> Plan {
         ));
         return plan;
     }
+    let times = directive(&script, "REPEAT")
+        .and_then(|words| number(words.first()))
+        .map_or(1, |n| n.max(1) as usize);
     let results = asked.map_or(0, |at| {
         messages[at..]
             .iter()
             .filter(|m| m["role"] == "tool")
             .count()
-    });
+    }) / times;
     let call = script
         .lines()
         .filter_map(|line| line.trim().strip_prefix("CALL "))
@@ -396,6 +404,7 @@ fn script(body: &Value, state: &State) -> Plan {
     plan(Reply::Call {
         tool: tool.to_owned(),
         arguments: arguments.trim().to_owned(),
+        times,
     })
 }
 
@@ -448,16 +457,25 @@ impl Reply {
                 events.push(chunk(json!({}), json!("stop")));
                 events
             }
-            Reply::Call { tool, arguments } => vec![
-                chunk(
-                    json!({ "role": "assistant", "tool_calls": [{
-                        "index": 0, "id": next_call_id(), "type": "function",
-                        "function": { "name": tool, "arguments": arguments },
-                    }]}),
-                    Value::Null,
-                ),
-                chunk(json!({}), json!("tool_calls")),
-            ],
+            Reply::Call {
+                tool,
+                arguments,
+                times,
+            } => {
+                let mut events: Vec<Bytes> = (0..*times)
+                    .map(|index| {
+                        chunk(
+                            json!({ "role": "assistant", "tool_calls": [{
+                                "index": index, "id": next_call_id(), "type": "function",
+                                "function": { "name": tool, "arguments": arguments },
+                            }]}),
+                            Value::Null,
+                        )
+                    })
+                    .collect();
+                events.push(chunk(json!({}), json!("tool_calls")));
+                events
+            }
         };
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
         events
@@ -466,13 +484,22 @@ impl Reply {
     fn whole(&self) -> Value {
         let (message, finish) = match self {
             Reply::Text(text) => (json!({ "role": "assistant", "content": text }), "stop"),
-            Reply::Call { tool, arguments } => (
-                json!({ "role": "assistant", "content": null, "tool_calls": [{
-                    "id": next_call_id(), "type": "function",
-                    "function": { "name": tool, "arguments": arguments },
-                }]}),
-                "tool_calls",
-            ),
+            Reply::Call {
+                tool,
+                arguments,
+                times,
+            } => {
+                let calls: Vec<Value> = (0..*times)
+                    .map(|_| {
+                        json!({ "id": next_call_id(), "type": "function",
+                                "function": { "name": tool, "arguments": arguments } })
+                    })
+                    .collect();
+                (
+                    json!({ "role": "assistant", "content": null, "tool_calls": calls }),
+                    "tool_calls",
+                )
+            }
         };
         json!({
             "id": "chatcmpl-scripted", "object": "chat.completion", "created": 0, "model": "m",
@@ -490,6 +517,12 @@ impl Reply {
                 "usage": { "input_tokens": 10, "output_tokens": 1 },
             }}),
         )];
+        let block_stop = |index: usize| {
+            sse(
+                Some("content_block_stop"),
+                &json!({ "type": "content_block_stop", "index": index }),
+            )
+        };
         let stop = match self {
             Reply::Text(text) => {
                 events.push(sse(
@@ -502,25 +535,29 @@ impl Reply {
                         &json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": piece } }),
                     ));
                 }
+                events.push(block_stop(0));
                 "end_turn"
             }
-            Reply::Call { tool, arguments } => {
-                let id = next_call_id().replace("call_", "toolu_");
-                events.push(sse(
-                    Some("content_block_start"),
-                    &json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "tool_use", "id": id, "name": tool, "input": {} } }),
-                ));
-                events.push(sse(
-                    Some("content_block_delta"),
-                    &json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "input_json_delta", "partial_json": arguments } }),
-                ));
+            Reply::Call {
+                tool,
+                arguments,
+                times,
+            } => {
+                for index in 0..*times {
+                    let id = next_call_id().replace("call_", "toolu_");
+                    events.push(sse(
+                        Some("content_block_start"),
+                        &json!({ "type": "content_block_start", "index": index, "content_block": { "type": "tool_use", "id": id, "name": tool, "input": {} } }),
+                    ));
+                    events.push(sse(
+                        Some("content_block_delta"),
+                        &json!({ "type": "content_block_delta", "index": index, "delta": { "type": "input_json_delta", "partial_json": arguments } }),
+                    ));
+                    events.push(block_stop(index));
+                }
                 "tool_use"
             }
         };
-        events.push(sse(
-            Some("content_block_stop"),
-            &json!({ "type": "content_block_stop", "index": 0 }),
-        ));
         events.push(sse(
             Some("message_delta"),
             &json!({ "type": "message_delta", "delta": { "stop_reason": stop }, "usage": { "output_tokens": 5 } }),
@@ -535,11 +572,20 @@ impl Reply {
     fn anthropic_whole(&self) -> Value {
         let (content, stop) = match self {
             Reply::Text(text) => (json!([{ "type": "text", "text": text }]), "end_turn"),
-            Reply::Call { tool, arguments } => (
-                json!([{ "type": "tool_use", "id": next_call_id().replace("call_", "toolu_"),
-                         "name": tool, "input": serde_json::from_str::<Value>(arguments).unwrap_or(json!({})) }]),
-                "tool_use",
-            ),
+            Reply::Call {
+                tool,
+                arguments,
+                times,
+            } => {
+                let input = serde_json::from_str::<Value>(arguments).unwrap_or(json!({}));
+                let calls: Vec<Value> = (0..*times)
+                    .map(|_| {
+                        json!({ "type": "tool_use", "id": next_call_id().replace("call_", "toolu_"),
+                                "name": tool, "input": input })
+                    })
+                    .collect();
+                (Value::Array(calls), "tool_use")
+            }
         };
         json!({
             "id": "msg_scripted", "type": "message", "role": "assistant", "model": "claude-scripted",

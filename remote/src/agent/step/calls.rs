@@ -9,6 +9,9 @@ use crate::session::ids;
 use super::super::tools::{self, Ctx, Done};
 use super::{Calling, Stream};
 
+/// Identical calls in a row that make OpenCode ask before the last one runs.
+const DOOM_LOOP: usize = 3;
+
 impl Stream<'_> {
     pub(super) fn tool_part(&self, call_id: &str, calling: &Calling, state: ToolState) -> Part {
         Part {
@@ -65,10 +68,15 @@ impl Stream<'_> {
             start,
             cancel: self.cancel.clone(),
         };
+        let repeated = invalid.is_none() && self.repeats(&part);
         let call_id = call_id.to_owned();
         self.tasks.spawn(async move {
             let done = match invalid {
                 Some(error) => Done::error(error),
+                None if repeated => match tools::permit::repeated(&ctx).await {
+                    Ok(()) => tools::run(&ctx).await,
+                    Err(done) => done,
+                },
                 None => tools::run(&ctx).await,
             };
             let end = ids::now_ms();
@@ -111,6 +119,25 @@ impl Stream<'_> {
             };
             (call_id, part, done)
         });
+    }
+
+    /// Whether `part` (just recorded running) ends [`DOOM_LOOP`] parts of this step that are
+    /// calls of the same tool with the same input, none still pending (AGENT.md §7).
+    fn repeats(&self, part: &Part) -> bool {
+        let PartKind::Tool(current) = &part.kind else {
+            return false;
+        };
+        let Some(last) = self.parts.len().checked_sub(DOOM_LOOP) else {
+            return false;
+        };
+        self.parts[last..].iter().all(|p| match &p.kind {
+            PartKind::Tool(tool) => {
+                tool.tool == current.tool
+                    && !matches!(tool.state, ToolState::Pending { .. })
+                    && tool.state.input() == current.state.input()
+            }
+            _ => false,
+        })
     }
 
     /// Calls that never ran (their arguments never completed) end as errors.

@@ -95,6 +95,29 @@ pub async fn check(ctx: &Ctx) -> Result<(), Done> {
     let Some(subject) = subject(ctx) else {
         return Ok(());
     };
+    decide(ctx, subject).await
+}
+
+/// The model made the same call (tool and input) three times in a row: `doom_loop` (ask by
+/// default) decides whether it runs again, as in OpenCode. An `always` answer covers the tool.
+///
+/// # Errors
+///
+/// As [`check`].
+pub async fn repeated(ctx: &Ctx) -> Result<(), Done> {
+    let mut metadata = Object::new();
+    metadata.insert("tool".into(), ctx.tool.clone().into());
+    metadata.insert("input".into(), ctx.input.clone().into());
+    let subject = Subject {
+        permission: "doom_loop",
+        patterns: vec![ctx.tool.clone()],
+        always: vec![ctx.tool.clone()],
+        metadata,
+    };
+    decide(ctx, subject).await
+}
+
+async fn decide(ctx: &Ctx, subject: Subject) -> Result<(), Done> {
     let mut asks = Vec::new();
     for pattern in &subject.patterns {
         match ctx.rules.evaluate(subject.permission, pattern).0 {
