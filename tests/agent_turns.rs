@@ -591,3 +591,152 @@ fn the_same_call_three_times_in_a_row_should_ask_doom_loop_before_running() {
         );
     });
 }
+
+fn write_skill(dir: &std::path::Path, name: &str, description: &str, body: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("SKILL.md"),
+        format!("---\nname: {name}\ndescription: {description}\n---\n{body}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn skills_of_the_host_and_of_the_laptop_should_be_offered_and_loaded() {
+    let sshd = require_sshd!();
+    let (dir, remote_dir) = project(&sshd, "skills-app");
+    let deploy = dir.join(".claude/skills/deploy-notes");
+    write_skill(
+        &deploy,
+        "deploy-notes",
+        "How this project ships to staging",
+        "Run scripts/deploy.sh with the target name.",
+    );
+    std::fs::create_dir_all(deploy.join("scripts")).unwrap();
+    std::fs::write(deploy.join("scripts/deploy.sh"), "echo deploy\n").unwrap();
+    write_skill(
+        &sshd.remote_home().join(".agents/skills/host-wide"),
+        "host-wide",
+        "Conventions of every project on this host",
+        "Use tabs.",
+    );
+    // The user's own skill, on the laptop only.
+    write_skill(
+        &sshd.local_home().join(".claude/skills/laptop-style"),
+        "laptop-style",
+        "The user's writing style",
+        "Write short sentences. 5f2a",
+    );
+    let model = ScriptedModel::start();
+    let Some((opencode, wrk, ses)) = start(&sshd, &model, &remote_dir) else {
+        return;
+    };
+    runtime().block_on(async {
+        let mut client = Client::connect(&opencode.authority()).await;
+        let script = [
+            "CALL skill {\"name\": \"deploy-notes\"}",
+            "CALL skill {\"name\": \"laptop-style\"}",
+            "CALL skill {\"name\": \"nope\"}",
+        ]
+        .join("\n");
+        let (status, answer) = send(
+            &opencode,
+            &mut client,
+            &ses,
+            "message",
+            &script,
+            ("scripted", "m"),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}\n{}", opencode.log());
+        assert_eq!(answer_text(&answer), "done", "{answer}");
+        let parts = tool_parts(&opencode, &mut client, &ses).await;
+        assert_eq!(parts.len(), 3, "{parts:#?}");
+
+        let base = format!("{remote_dir}/.claude/skills/deploy-notes");
+        let loaded = &parts[0]["state"];
+        assert_eq!(loaded["status"], "completed", "{}", parts[0]);
+        assert_eq!(loaded["title"], "Loaded skill: deploy-notes", "{loaded}");
+        assert_eq!(loaded["metadata"]["name"], "deploy-notes", "{loaded}");
+        assert_eq!(loaded["metadata"]["dir"], base.as_str(), "{loaded}");
+        let output = loaded["output"].as_str().unwrap();
+        for line in [
+            "<skill_content name=\"deploy-notes\">",
+            "# Skill: deploy-notes",
+            "Run scripts/deploy.sh with the target name.",
+            &format!("Base directory for this skill: {base}"),
+            &format!("<file>{base}/scripts/deploy.sh</file>"),
+            "</skill_content>",
+        ] {
+            assert!(output.lines().any(|l| l == line), "{line:?} in {output}");
+        }
+        assert!(!output.contains("SKILL.md</file>"), "{output}");
+
+        let laptop = &parts[1]["state"];
+        assert_eq!(laptop["status"], "completed", "{}", parts[1]);
+        assert!(
+            laptop["output"]
+                .as_str()
+                .unwrap()
+                .contains("Write short sentences. 5f2a"),
+            "{laptop}"
+        );
+
+        let missing = &parts[2]["state"];
+        assert_eq!(missing["status"], "error", "{}", parts[2]);
+        let error = missing["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("Skill \"nope\" not found. Available skills: ")
+                && error.contains("deploy-notes, host-wide, laptop-style"),
+            "{error}"
+        );
+
+        // The model was told which skills there are, with what they are for.
+        let requests = model.requests();
+        let asked = requests
+            .iter()
+            .find(|r| r["tools"].is_array())
+            .expect("an agent request");
+        let system = asked["messages"][0]["content"].to_string();
+        assert!(system.contains("<available_skills>"), "{system}");
+        for name in ["deploy-notes", "host-wide", "laptop-style"] {
+            assert!(
+                system.contains(&format!("<name>{name}</name>")),
+                "{name}: {system}"
+            );
+        }
+        assert!(
+            system.contains("How this project ships to staging"),
+            "{system}"
+        );
+        let offered: Vec<&str> = asked["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["function"]["name"].as_str())
+            .collect();
+        assert!(offered.contains(&"skill"), "{offered:?}");
+
+        // The stub lists them (`GET /skill`, in OpenCode's schema) for the workspace.
+        let (bridge, secret) = opencode.bridge_of(&wrk);
+        let mut stub = Client::connect(&bridge).await;
+        let (status, listed) = stub
+            .json("GET", &format!("/{secret}/skill"), &Value::Null)
+            .await;
+        assert_eq!(status, 200, "{listed}");
+        let api = integration_tests::schema::OpenApi::fetch(&mut client).await;
+        api.check("GET /skill", &api.response("GET", "/skill"), &listed);
+        let names: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"deploy-notes")
+                && names.contains(&"host-wide")
+                && names.contains(&"laptop-style"),
+            "{listed}"
+        );
+    });
+}

@@ -26,6 +26,15 @@ fn fill(project: &Path) {
     for (name, text) in files {
         std::fs::write(project.join(name), text).unwrap();
     }
+    // A project skill, with a script beside it.
+    let skill = project.join(".claude/skills/deploy-notes");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(
+        skill.join("SKILL.md"),
+        "---\nname: deploy-notes\ndescription: How this project ships\n---\n\nRun scripts/deploy.sh.\n",
+    )
+    .unwrap();
+    std::fs::write(skill.join("scripts/deploy.sh"), "echo deploy\n").unwrap();
 }
 
 /// The scripted turns, one session each: `CALL` lines for the scripted model, `{project}`
@@ -50,6 +59,9 @@ const TURNS: &[&str] = &[
      CALL todowrite {\"todos\": [{\"content\": \"x\"}]}\n\
      CALL todowrite {\"todos\": \"x\"}\n\
      CALL bash {\"command\": \"true\", \"timeout\": true}",
+    // Skills: one of the project's, one that does not exist.
+    "CALL skill {\"name\": \"deploy-notes\"}\n\
+     CALL skill {\"name\": \"nope\"}",
     // No tool: text only.
     "Just say something.",
 ];

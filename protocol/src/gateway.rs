@@ -423,6 +423,10 @@ pub struct Setup {
     pub commands: String,
     /// The user's global instructions from the laptop: `(path, content)`.
     pub instructions: Vec<(String, String)>,
+    /// The user's own skills from the laptop (OpenCode's built-in ones and those in the
+    /// laptop's global skill folders, not the laptop project's), as the local OpenCode lists
+    /// them (`GET /skill`), JSON text.
+    pub skills: String,
 }
 
 /// A provider and its models.

@@ -17,6 +17,7 @@ pub mod questions;
 pub mod request;
 pub mod rules;
 pub mod shell;
+pub mod skills;
 pub mod snapshot;
 pub mod step;
 pub mod system;

@@ -10,5 +10,6 @@ pub mod permission;
 pub mod pty;
 pub mod question;
 pub mod session;
+pub mod skill;
 pub mod startup;
 pub mod vcs;

@@ -21,6 +21,7 @@ pub mod project;
 pub mod pty;
 pub mod question;
 pub mod session;
+pub mod skill;
 
 /// The OpenCode version whose schema this module follows.
 pub const VERSION: &str = "1.18.33";

@@ -45,7 +45,9 @@ macro_rules! route {
 /// Every route the stub serves (SPEC §6). Unknown paths are 404; a known path with another
 /// method is 405.
 fn routes() -> &'static [Route] {
-    use api::{diag, event, file, gateway, permission, pty, question, session, startup, vcs};
+    use api::{
+        diag, event, file, gateway, permission, pty, question, session, skill, startup, vcs,
+    };
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -116,7 +118,7 @@ fn routes() -> &'static [Route] {
             route!(POST "/question/:id/reject" => question::reject),
             route!(GET "/lsp" => startup::empty_list),
             route!(GET "/formatter" => startup::empty_list),
-            route!(GET "/skill" => startup::empty_list),
+            route!(GET "/skill" => skill::list),
             route!(GET "/agent" => startup::empty_list),
             route!(GET "/command" => startup::empty_list),
             // The stub's own diagnostics (protocol::api::DIAG_PREFIX).

@@ -114,15 +114,15 @@ impl StdioCalls {
     }
 }
 
-/// GET routes that describe the user's OpenCode setup rather than the host.
-pub(super) const USER_LEVEL: [&str; 8] = [
+/// GET routes that describe the user's OpenCode setup rather than the host. (`/skill` is not
+/// one: the stub answers it with the host project's skills and the user's own.)
+pub(super) const USER_LEVEL: [&str; 7] = [
     "/config",
     "/config/providers",
     "/provider",
     "/provider/auth",
     "/agent",
     "/command",
-    "/skill",
     "/experimental/console",
 ];
 

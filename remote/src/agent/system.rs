@@ -43,12 +43,14 @@ pub struct Env<'a> {
     pub git: bool,
 }
 
-/// The system prompt for a call to `provider_id/api_id`, with the user's `extra` system text
-/// (from the prompt) and the instruction files found, as `(path, contents)`.
+/// The system prompt for a call to `provider_id/api_id`, with the host's skills (when the
+/// `skill` tool is offered), the instruction files found, as `(path, contents)`, and the
+/// user's `extra` system text (from the prompt).
 pub fn prompt(
     provider_id: &str,
     api_id: &str,
     env: &Env<'_>,
+    skills: Option<&str>,
     instructions: &[(String, String)],
     extra: Option<&str>,
 ) -> Vec<String> {
@@ -74,6 +76,10 @@ pub fn prompt(
     text.push_str("  Platform: linux\n");
     text.push_str(&format!("  Today's date: {}\n", date_string(ids::now_ms())));
     text.push_str("</env>");
+    if let Some(skills) = skills {
+        text.push('\n');
+        text.push_str(skills);
+    }
     let mut parts = vec![text];
     for (path, contents) in instructions {
         parts.push(format!("Instructions from: {path}\n{contents}"));
@@ -151,6 +157,7 @@ mod tests {
             "fake",
             "upstream",
             &env,
+            Some("<available_skills>\n</available_skills>"),
             &[("/srv/app/AGENTS.md".into(), "use tabs".into())],
             Some("be brief"),
         );
@@ -159,6 +166,7 @@ mod tests {
             "You are powered by the model named upstream. The exact model ID is fake/upstream\n"
         ));
         assert!(parts[0].contains("<env>\n  Working directory: /srv/app\n  Workspace root folder: /srv/app\n  Is directory a git repo: yes\n  Platform: linux\n"));
+        assert!(parts[0].ends_with("</env>\n<available_skills>\n</available_skills>"));
         assert_eq!(parts[1], "Instructions from: /srv/app/AGENTS.md\nuse tabs");
         assert_eq!(parts[2], "be brief");
     }

@@ -10,6 +10,7 @@ pub mod patch;
 pub mod permit;
 pub mod question;
 pub mod search;
+pub mod skill;
 pub mod task;
 pub mod todo;
 pub mod web;
@@ -167,7 +168,7 @@ impl Agent {
 }
 
 /// Names of the tools, in OpenCode's order.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "apply_patch",
     "bash",
     "edit",
@@ -175,6 +176,7 @@ pub const NAMES: [&str; 11] = [
     "grep",
     "question",
     "read",
+    "skill",
     "task",
     "todowrite",
     "webfetch",
@@ -329,6 +331,16 @@ fn spec(name: &str) -> Tool {
             }),
             &["filePath"],
         ),
+        "skill" => tool(
+            "skill",
+            "Loads one of the skills listed in the system prompt: its instructions, the folder \
+             it lives in and some of the files beside it (scripts, references). Load a skill \
+             when the task in hand matches its description; the name must be one listed.",
+            json!({
+                "name": string("The skill's name, as listed in available_skills"),
+            }),
+            &["name"],
+        ),
         "task" => tool(
             "task",
             "Hands a self-contained piece of work to a sub-agent, which works on it in a \
@@ -413,6 +425,7 @@ pub async fn run(ctx: &Ctx) -> Done {
         "edit" => files::edit(ctx).await,
         "glob" => search::glob(ctx).await,
         "grep" => search::grep(ctx).await,
+        "skill" => skill::load(ctx).await,
         "task" => task::run(ctx).await,
         "todowrite" => todo::write(ctx).await,
         "webfetch" => web::fetch(ctx).await,

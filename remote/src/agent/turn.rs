@@ -18,9 +18,10 @@ use crate::session::history;
 use crate::session::record::Recorder;
 
 use super::Agent;
+use super::rules::Action;
 use super::snapshot::Snapshots;
 use super::step::{Call, End, Step};
-use super::{request, system, tools};
+use super::{request, skills, system, tools};
 
 /// Steps a turn may take before it stops by itself.
 const MAX_STEPS: usize = 500;
@@ -144,6 +145,13 @@ impl Agent {
                 .unwrap_or_default()
         };
         let rules = std::sync::Arc::new(self.rules(&start.agent).await);
+        let skills: Vec<_> = self
+            .skills()
+            .await
+            .into_iter()
+            .filter(|skill| !matches!(rules.evaluate("skill", &skill.name).0, Action::Deny))
+            .collect();
+        let guidance = skills::guidance(&skills);
         let mut last = None;
         for _ in 0..MAX_STEPS {
             let conversation = self.conversation(recorder).await?;
@@ -169,6 +177,12 @@ impl Agent {
                 });
             }
             let disabled = disabled_tools(&conversation);
+            let tools = tools::specs(&start.model.model_id, &|name| {
+                disabled.contains(&name.to_owned()) || rules.disabled(name)
+            });
+            let offered_skills = guidance
+                .as_deref()
+                .filter(|_| tools.iter().any(|tool| tool.name == "skill"));
             let request = ModelRequest {
                 provider_id: start.model.provider_id.clone(),
                 model_id: start.model.model_id.clone(),
@@ -176,13 +190,12 @@ impl Agent {
                     &start.model.provider_id,
                     &start.model.model_id,
                     &env,
+                    offered_skills,
                     &instructions,
                     start.system.as_deref(),
                 ),
                 messages: request::messages(&conversation),
-                tools: tools::specs(&start.model.model_id, &|name| {
-                    disabled.contains(&name.to_owned()) || rules.disabled(name)
-                }),
+                tools,
                 options: ModelOptions {
                     reasoning_effort: start.variant.clone().filter(|v| v != "default"),
                     session_id: Some(recorder.session_id().to_owned()),
@@ -292,7 +305,7 @@ impl Agent {
     }
 
     /// The git worktree root, when the workspace is in one.
-    async fn worktree(&self) -> Option<std::path::PathBuf> {
+    pub(super) async fn worktree(&self) -> Option<std::path::PathBuf> {
         let output = crate::tools::git::git(
             &self.directory,
             &self.procs,

@@ -97,8 +97,7 @@ pub async fn console(_req: Req) -> Result<Response<Body>, ApiError> {
     ok(&Console::default())
 }
 
-/// Routes with nothing to list on a host (`/question`, `/lsp`, `/formatter`, `/skill`,
-/// `/agent`, `/command`).
+/// Routes with nothing to list on a host (`/lsp`, `/formatter`, `/agent`, `/command`).
 pub async fn empty_list(_req: Req) -> Result<Response<Body>, ApiError> {
     ok(&[(); 0])
 }

@@ -36,6 +36,7 @@ pub(super) async fn setup(shared: &Shared, replies: &Replies) -> Result<(), Gone
         permission: "null".into(),
         agents: "[]".into(),
         commands: "[]".into(),
+        skills: "[]".into(),
         ..Setup::default()
     };
     if let Some(local) = &shared.local {
@@ -62,9 +63,47 @@ pub(super) async fn setup(shared: &Shared, replies: &Replies) -> Result<(), Gone
                 Err(err) => tracing::warn!("cannot read {path} from the local OpenCode: {err}"),
             }
         }
+        match get_json::<Value>(local, "/skill").await {
+            Ok(listed) => {
+                setup.skills = Value::Array(own_skills(listed, &global_dirs())).to_string()
+            }
+            Err(err) => tracing::warn!("cannot read /skill from the local OpenCode: {err}"),
+        }
     }
     replies.send(Reply::Setup(Box::new(setup))).await?;
     replies.send(Reply::End).await
+}
+
+/// Where the user's own skills live on the laptop (OpenCode's global skill folders).
+fn global_dirs() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let config_dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let mut dirs: Vec<PathBuf> = home
+        .iter()
+        .flat_map(|home| [home.join(".claude"), home.join(".agents")])
+        .collect();
+    dirs.extend(config_dir.map(|dir| dir.join("opencode")));
+    dirs
+}
+
+/// The skills of `listed` (the local OpenCode's `GET /skill`) that belong to the user rather
+/// than to the laptop's project: built-in ones and those under `global` folders.
+fn own_skills(listed: Value, global: &[PathBuf]) -> Vec<Value> {
+    let Value::Array(listed) = listed else {
+        return Vec::new();
+    };
+    listed
+        .into_iter()
+        .filter(|skill| {
+            let location = skill["location"].as_str().unwrap_or_default();
+            !location.starts_with('/')
+                || global
+                    .iter()
+                    .any(|dir| std::path::Path::new(location).starts_with(dir))
+        })
+        .collect()
 }
 
 /// The user's global instruction files: OpenCode's global `AGENTS.md`, and the configured
@@ -186,5 +225,32 @@ pub(super) async fn fetch(
         for piece in chunk.chunks(DATA_CHUNK) {
             replies.send(Reply::Data(piece.to_vec())).await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_built_in_and_global_skills_should_travel_to_the_host() {
+        let listed = serde_json::json!([
+            { "name": "customize-opencode", "location": "<built-in>", "content": "c" },
+            { "name": "mine", "location": "/home/u/.claude/skills/mine/SKILL.md", "content": "m" },
+            { "name": "conf", "location": "/home/u/.config/opencode/skills/conf/SKILL.md", "content": "o" },
+            { "name": "project", "location": "/home/u/src/app/.opencode/skills/p/SKILL.md", "content": "p" },
+            { "name": "lookalike", "location": "/home/u/.claudex/skills/l/SKILL.md", "content": "l" },
+        ]);
+        let global = [
+            PathBuf::from("/home/u/.claude"),
+            PathBuf::from("/home/u/.agents"),
+            PathBuf::from("/home/u/.config/opencode"),
+        ];
+        let names: Vec<String> = own_skills(listed, &global)
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["customize-opencode", "mine", "conf"]);
+        assert!(own_skills(Value::Null, &global).is_empty());
     }
 }

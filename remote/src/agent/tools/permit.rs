@@ -74,6 +74,10 @@ fn subject(ctx: &Ctx) -> Option<Subject> {
         "glob" => ("glob", vec![text("pattern")?.to_owned()], everything()),
         "grep" => ("grep", vec![text("pattern")?.to_owned()], everything()),
         "todowrite" => ("todowrite", everything(), everything()),
+        "skill" => {
+            let name = text("name")?.to_owned();
+            ("skill", vec![name.clone()], vec![name])
+        }
         "webfetch" => ("webfetch", vec![text("url")?.to_owned()], everything()),
         _ => return None,
     };
