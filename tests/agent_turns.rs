@@ -633,25 +633,41 @@ fn skills_of_the_host_and_of_the_laptop_should_be_offered_and_loaded() {
     };
     runtime().block_on(async {
         let mut client = Client::connect(&opencode.authority()).await;
+        let host_wide = sshd.remote_home().join(".agents/skills/host-wide/SKILL.md");
         let script = [
-            "CALL skill {\"name\": \"deploy-notes\"}",
-            "CALL skill {\"name\": \"laptop-style\"}",
-            "CALL skill {\"name\": \"nope\"}",
+            "CALL skill {\"name\": \"deploy-notes\"}".to_owned(),
+            "CALL skill {\"name\": \"laptop-style\"}".to_owned(),
+            "CALL skill {\"name\": \"nope\"}".to_owned(),
+            // A skill's folder outside the workspace is read without asking, as in OpenCode.
+            format!("CALL read {}", json!({ "filePath": host_wide })),
         ]
         .join("\n");
-        let (status, answer) = send(
-            &opencode,
-            &mut client,
-            &ses,
-            "message",
-            &script,
-            ("scripted", "m"),
+        let (status, answer) = tokio::time::timeout(
+            Duration::from_secs(60),
+            send(
+                &opencode,
+                &mut client,
+                &ses,
+                "message",
+                &script,
+                ("scripted", "m"),
+            ),
         )
-        .await;
+        .await
+        .unwrap_or_else(|_| panic!("the turn did not end (a permission asked?)"));
         assert_eq!(status, 200, "{answer}\n{}", opencode.log());
         assert_eq!(answer_text(&answer), "done", "{answer}");
         let parts = tool_parts(&opencode, &mut client, &ses).await;
-        assert_eq!(parts.len(), 3, "{parts:#?}");
+        assert_eq!(parts.len(), 4, "{parts:#?}");
+        assert_eq!(parts[3]["state"]["status"], "completed", "{}", parts[3]);
+        assert!(
+            parts[3]["state"]["output"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Use tabs."),
+            "{}",
+            parts[3]
+        );
 
         let base = format!("{remote_dir}/.claude/skills/deploy-notes");
         let loaded = &parts[0]["state"];

@@ -126,7 +126,8 @@ impl Ctx {
         crate::tools::js::resolve(&self.agent.directory, path)
     }
 
-    /// Asks the user when `reach` leaves the workspace (and the directories approved for it).
+    /// Asks the user when `reach` leaves the workspace (and the directories approved for it,
+    /// and the host's skill folders).
     ///
     /// # Errors
     ///
@@ -137,7 +138,20 @@ impl Ctx {
             message_id: self.message_id.clone(),
             call_id: self.call_id.clone(),
         };
-        let implicit = [self.agent.directory.clone(), self.agent.spill_dir()];
+        let mut implicit = vec![self.agent.directory.clone(), self.agent.spill_dir()];
+        let beyond = reach
+            .iter()
+            .any(|r| !implicit.iter().any(|dir| r.path.starts_with(dir)));
+        if beyond {
+            // The host's skill folders are open to the agent without asking, as in OpenCode.
+            implicit.extend(
+                self.agent
+                    .host_skills()
+                    .await
+                    .into_iter()
+                    .filter_map(|skill| skill.location.parent().map(Path::to_path_buf)),
+            );
+        }
         match self
             .agent
             .policy

@@ -14,18 +14,22 @@ const FILES: usize = 10;
 impl super::super::Agent {
     /// The skills of this workspace, found afresh (a skill added between prompts is seen).
     pub async fn skills(&self) -> Vec<Skill> {
-        let worktree = self.worktree().await.unwrap_or_else(|| PathBuf::from("/"));
-        let (directory, home) = (self.directory.clone(), self.home.clone());
-        let host =
-            tokio::task::spawn_blocking(move || skills::discover(&directory, &worktree, &home))
-                .await
-                .unwrap_or_default();
+        let host = self.host_skills().await;
         let laptop = self
             .setup()
             .await
             .map(|setup| skills::from_laptop(&setup.skills))
             .unwrap_or_default();
         skills::merge(laptop, host)
+    }
+
+    /// The skills found on the host only.
+    pub async fn host_skills(&self) -> Vec<Skill> {
+        let worktree = self.worktree().await.unwrap_or_else(|| PathBuf::from("/"));
+        let (directory, home) = (self.directory.clone(), self.home.clone());
+        tokio::task::spawn_blocking(move || skills::discover(&directory, &worktree, &home))
+            .await
+            .unwrap_or_default()
     }
 }
 
